@@ -1,0 +1,1 @@
+"""Articles: ingest with attribution, sanitising, search and fast reads."""

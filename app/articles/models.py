@@ -1,0 +1,71 @@
+"""Tables of the articles domain."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime
+
+
+class Publisher(SQLModel, table=True):
+    __tablename__ = "publishers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=String(300), unique=True)
+    url: str | None = Field(default=None, sa_type=String(2048))
+    # Live (not removed) articles; kept by the service so listing publishers is one scan.
+    article_count: int = Field(default=0)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class Article(SQLModel, table=True):
+    """An article with its attribution. After a takedown only the tombstone columns remain."""
+
+    __tablename__ = "articles"
+    __table_args__ = (
+        Index("ix_articles_published_at_id", "published_at", "id"),
+        Index("ix_articles_publisher_id_published_at_id", "publisher_id", "published_at", "id"),
+        Index("ix_articles_source_domain_published_at_id", "source_domain", "published_at", "id"),
+        Index("ix_articles_language_published_at_id", "language", "published_at", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    canonical_url: str = Field(sa_type=String(2048), unique=True)
+    source_url: str = Field(sa_type=String(2048))
+    source_domain: str = Field(sa_type=String(255))
+    slug: str = Field(sa_type=String(200), unique=True)
+    publisher_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("publishers.id"), nullable=False)
+    )
+    published_at: datetime = Field(sa_type=UTCDateTime)
+    first_seen_at: datetime = Field(sa_type=UTCDateTime)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+    content_hash: str = Field(sa_type=String(64))
+    # Content: all None once removed.
+    title: str | None = Field(default=None, sa_type=Text)
+    excerpt: str | None = Field(default=None, sa_type=Text)
+    body_html: str | None = Field(default=None, sa_type=Text)
+    body_text: str | None = Field(default=None, sa_type=Text)
+    language: str | None = Field(default=None, sa_type=String(35))
+    image_url: str | None = Field(default=None, sa_type=String(2048))
+    image_alt: str | None = Field(default=None, sa_type=Text)
+    license: str | None = Field(default=None, sa_type=Text)
+    authors: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON)
+    tags: list[str] | None = Field(default=None, sa_type=JSON)
+    # Tombstone: set when a takedown removed the content.
+    removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    removed_by_takedown_id: str | None = Field(default=None, sa_type=String(36))
+
+
+class ArticleTag(SQLModel, table=True):
+    """Tags as rows, so that filtering by tag uses an index on both engines."""
+
+    __tablename__ = "article_tags"
+    __table_args__ = (Index("ix_article_tags_tag_article_id", "tag", "article_id"),)
+
+    article_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    )
+    tag: str = Field(sa_type=String(100), primary_key=True)

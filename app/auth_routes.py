@@ -1,0 +1,77 @@
+"""Operators manage API keys over HTTP as well as with `byline keys`."""
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request, status
+from pydantic import BaseModel, Field
+
+from app.auth import AdminKey, ApiKey, Scope, create_api_key, list_api_keys, revoke_api_key
+from app.db import ReadSessionDep, WriteSessionDep
+from app.errors import problem_responses
+
+router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=problem_responses(401, 403))
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scope: Scope
+
+
+class ApiKeyPublic(BaseModel):
+    id: int
+    name: str
+    scope: Scope
+    key_hint: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def of(cls, key: ApiKey) -> "ApiKeyPublic":
+        assert key.id is not None
+        return cls(
+            id=key.id,
+            name=key.name,
+            scope=Scope(key.scope),
+            key_hint=key.key_hint,
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    secret: str = Field(description="Shown once; only its hash is stored.")
+
+
+class ApiKeysPublic(BaseModel):
+    items: list[ApiKeyPublic]
+
+
+@router.get("", response_model=ApiKeysPublic)
+def list_keys(session: ReadSessionDep, _: AdminKey) -> ApiKeysPublic:
+    """List API keys (never their secrets)."""
+    return ApiKeysPublic(items=[ApiKeyPublic.of(key) for key in list_api_keys(session=session)])
+
+
+@router.post(
+    "",
+    response_model=ApiKeyCreated,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(422),
+)
+def create_key(
+    body: ApiKeyCreate, request: Request, session: WriteSessionDep, _: AdminKey
+) -> ApiKeyCreated:
+    """Create a key; the secret is in this answer only."""
+    key, secret = create_api_key(
+        session=session, name=body.name, scope=body.scope, now=request.app.state.clock.now()
+    )
+    return ApiKeyCreated(**ApiKeyPublic.of(key).model_dump(), secret=secret)
+
+
+@router.delete("/{key_id}", response_model=ApiKeyPublic, responses=problem_responses(404))
+def revoke_key(
+    key_id: int, request: Request, session: WriteSessionDep, _: AdminKey
+) -> ApiKeyPublic:
+    """Revoke a key; it stops authenticating at once."""
+    key = revoke_api_key(session=session, key_id=key_id, now=request.app.state.clock.now())
+    return ApiKeyPublic.of(key)

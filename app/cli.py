@@ -1,0 +1,111 @@
+"""The `byline` command: serve, migrate, keys (and worker, for the removal queue)."""
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.auth import Scope, create_api_key, list_api_keys, revoke_api_key
+from app.clock import SystemClock
+from app.config import settings_or_exit
+from app.db import create_db_engine, new_session, writer
+from app.migrate import current_revision, head_revision, upgrade_to_head
+from app.observability import configure_logging
+
+cli = typer.Typer(
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
+)
+keys = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+cli.add_typer(keys, name="keys")
+
+
+def migrated_engine() -> Engine:
+    """An engine on a database at head; otherwise one clear line and exit 1."""
+    engine = create_db_engine(settings_or_exit().database_url)
+    try:
+        revision = current_revision(engine)
+    except SQLAlchemyError as exc:
+        typer.echo(f"byline: database unreachable: {exc.__class__.__name__}", err=True)
+        raise typer.Exit(1) from None
+    if revision != head_revision():
+        typer.echo("byline: the database is not migrated; run `byline migrate` first", err=True)
+        raise typer.Exit(1)
+    return engine
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="API processes.")] = 1,
+    migrate: Annotated[bool, typer.Option(help="Migrate the database to head first.")] = True,
+) -> None:
+    """Serve the API (and, with BYLINE_SCHEDULER=embedded, the removal scheduler)."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+    if migrate:
+        upgrade_to_head(settings.database_url)
+    uvicorn.run(
+        "app.main:serve_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=20,
+        server_header=False,
+    )
+
+
+@cli.command()
+def migrate() -> None:
+    """Migrate the database to the newest revision."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+    upgrade_to_head(settings.database_url)
+    typer.echo("database migrated to head")
+
+
+@keys.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Who uses the key, e.g. 'reuters-crawler'.")],
+    scope: Annotated[Scope, typer.Option(help="ingest or admin.")],
+) -> None:
+    """Create a key and print its secret (shown this once; only a hash is stored)."""
+    engine = migrated_engine()
+    with new_session(writer(engine)) as session, session.begin():
+        key, secret = create_api_key(
+            session=session, name=name, scope=scope, now=SystemClock().now()
+        )
+        key_id = key.id
+    typer.echo(f"key {key_id} ({scope.value}) for {name}; keep this secret, it is not shown again:")
+    typer.echo(secret)
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List keys (id, scope, name, hint, created, revoked)."""
+    engine = migrated_engine()
+    with new_session(engine) as session:
+        for key in list_api_keys(session=session):
+            revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
+            typer.echo(
+                f"{key.id}\t{key.scope}\t{key.name}\t{key.key_hint}...\t"
+                f"{key.created_at.isoformat()}\trevoked: {revoked}"
+            )
+
+
+@keys.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key; it stops authenticating at once."""
+    engine = migrated_engine()
+    with new_session(writer(engine)) as session, session.begin():
+        revoke_api_key(session=session, key_id=key_id, now=SystemClock().now())
+    typer.echo(f"key {key_id} revoked")
+
+
+def main() -> None:
+    cli()

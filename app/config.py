@@ -1,0 +1,150 @@
+"""Settings read from the environment (prefix BYLINE_), validated once at start."""
+
+import re
+import sys
+from datetime import timedelta
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TAKEDOWN_DEADLINE = timedelta(hours=24)
+# The review window must leave operators and the scheduler room before the deadline.
+MIN_SLACK_BEFORE_DEADLINE = timedelta(hours=1)
+
+_RATE_PATTERN = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
+_RATE_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class Rate:
+    """A limit such as `30/hour`: at most `count` events per `period_seconds`."""
+
+    def __init__(self, count: int, period_seconds: int) -> None:
+        self.count = count
+        self.period_seconds = period_seconds
+
+    @classmethod
+    def parse(cls, text: str) -> "Rate":
+        match = _RATE_PATTERN.match(text)
+        if not match or int(match.group(1)) < 1:
+            raise ValueError("expected N/second|minute|hour|day with N >= 1, e.g. 30/hour")
+        return cls(int(match.group(1)), _RATE_PERIODS[match.group(2)])
+
+    def __repr__(self) -> str:
+        return f"Rate({self.count}/{self.period_seconds}s)"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BYLINE_", extra="ignore")
+
+    database_url: str = "sqlite:///./byline.db"
+    public_base_url: str = "http://localhost:8000"
+    scheduler: Literal["embedded", "off"] = "embedded"
+    scheduler_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    scheduler_batch_size: int = Field(default=50, ge=1, le=1000)
+    scheduler_lease_seconds: float = Field(default=60.0, gt=0)
+    scheduler_max_attempts: int = Field(default=5, ge=1, le=100)
+    cors_origins: str = ""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_batch_items: int = Field(default=500, ge=1, le=10_000)
+    takedown_review_window: timedelta = timedelta(hours=4)
+    takedown_max_auto_targets: int = Field(default=25, ge=1)
+    takedown_rate_per_address: str = "30/hour"
+    takedown_rate_per_email: str = "10/hour"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("must start with sqlite:// or postgresql+psycopg://")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an absolute http(s) URL such as https://news.example")
+        return value.rstrip("/")
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        for origin in _split_origins(value):
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise ValueError(f"{origin!r} is not an origin such as https://news.example")
+        return value
+
+    @field_validator("takedown_rate_per_address", "takedown_rate_per_email")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        Rate.parse(value)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _review_window_inside_deadline(self) -> "Settings":
+        if self.takedown_review_window < timedelta(0):
+            raise ValueError("BYLINE_TAKEDOWN_REVIEW_WINDOW must not be negative")
+        if self.takedown_review_window > TAKEDOWN_DEADLINE - MIN_SLACK_BEFORE_DEADLINE:
+            raise ValueError(
+                "BYLINE_TAKEDOWN_REVIEW_WINDOW must leave at least 1 hour before the 24-hour "
+                "deadline (at most 23:00:00)"
+            )
+        return self
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return _split_origins(self.cors_origins)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def rate_per_address(self) -> Rate:
+        return Rate.parse(self.takedown_rate_per_address)
+
+    @property
+    def rate_per_email(self) -> Rate:
+        return Rate.parse(self.takedown_rate_per_email)
+
+
+def _split_origins(value: str) -> list[str]:
+    return [origin.strip() for origin in value.split(",") if origin.strip()]
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names it in one line."""
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, turning validation errors into one clear line."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "BYLINE_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"invalid setting {name}: {message}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return load_settings()
+
+
+def settings_or_exit() -> Settings:
+    """Settings for a process entry point: a bad value prints one line and exits 2."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(f"byline: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,1 @@
+"""The removal queue and the runner that drains it within the 24-hour promise."""

@@ -1,0 +1,1 @@
+"""Takedowns: filing, resolving, policy, operator review, audit, blocks and removal."""

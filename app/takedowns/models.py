@@ -1,0 +1,126 @@
+"""Tables of the takedowns domain."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime
+
+
+class TakedownStatus(StrEnum):
+    received = "received"
+    queued = "queued"
+    escalated = "escalated"
+    executing = "executing"
+    completed = "completed"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+
+
+class Reason(StrEnum):
+    copyright = "copyright"
+    owner_request = "owner_request"
+    privacy = "privacy"
+    defamation = "defamation"
+    other = "other"
+
+
+class Takedown(SQLModel, table=True):
+    """A rights holder's request. Claimant columns are personal data: admin views only."""
+
+    __tablename__ = "takedowns"
+    __table_args__ = (
+        Index("ix_takedowns_status_received_at", "status", "received_at"),
+        Index("ix_takedowns_fingerprint_received_at", "fingerprint", "received_at"),
+    )
+
+    id: str = Field(sa_type=String(36), primary_key=True)
+    status: str = Field(sa_type=String(20))
+    reason: str = Field(sa_type=String(20))
+    claimant_name: str = Field(sa_type=String(200))
+    claimant_email: str = Field(sa_type=String(320))
+    claimant_organization: str | None = Field(default=None, sa_type=String(200))
+    claimant_role: str = Field(sa_type=String(10))
+    claimant_acting_for: str | None = Field(default=None, sa_type=String(200))
+    explanation: str = Field(sa_type=Text)
+    signature: str = Field(sa_type=String(200))
+    domain: str | None = Field(default=None, sa_type=String(255))
+    original_url: str | None = Field(default=None, sa_type=String(2048))
+    original_published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    token_hash: str = Field(sa_type=String(64))
+    # SHA-256 of claimant e-mail and sorted targets: finds duplicate filings.
+    fingerprint: str = Field(sa_type=String(64))
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    escalation_reason: str | None = Field(default=None, sa_type=Text)
+    decision: str | None = Field(default=None, sa_type=String(20))
+    decision_reason: str | None = Field(default=None, sa_type=Text)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, sa_type=String(100))
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class TakedownTarget(SQLModel, table=True):
+    """One named target of a request and what it resolved to."""
+
+    __tablename__ = "takedown_targets"
+    __table_args__ = (UniqueConstraint("takedown_id", "position"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    takedown_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False, index=True)
+    )
+    position: int
+    input: str = Field(sa_type=String(2048))
+    kind: str = Field(sa_type=String(20))  # article_id | article_url | source_url
+    canonical_url: str | None = Field(default=None, sa_type=String(2048))
+    article_id: int | None = Field(default=None)
+    state: str = Field(sa_type=String(20))
+
+
+class Block(SQLModel, table=True):
+    """A canonical URL or a domain that must not be republished (checked at ingest)."""
+
+    __tablename__ = "blocks"
+    __table_args__ = (UniqueConstraint("kind", "value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(sa_type=String(10))  # url | domain
+    value: str = Field(sa_type=String(2048))
+    takedown_id: str | None = Field(
+        default=None, sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True)
+    )
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    lifted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    lifted_by: str | None = Field(default=None, sa_type=String(100))
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: one row per transition. Nothing updates or deletes these rows."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_takedown_id_id", "takedown_id", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    actor: str = Field(sa_type=String(100))
+    action: str = Field(sa_type=String(30))
+    takedown_id: str | None = Field(default=None, sa_type=String(36))
+    article_id: int | None = Field(default=None)
+    block_id: int | None = Field(default=None)
+    from_status: str | None = Field(default=None, sa_type=String(20))
+    to_status: str | None = Field(default=None, sa_type=String(20))
+    reason: str | None = Field(default=None, sa_type=Text)
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """Fixed-window counters shared by all API processes. `key` is hashed: no e-mails here."""
+
+    __tablename__ = "rate_limit_counters"
+
+    key: str = Field(sa_type=String(64), primary_key=True)
+    window_start: datetime = Field(sa_type=UTCDateTime, primary_key=True)
+    count: int = Field(sa_column=Column(Integer, nullable=False))

@@ -1,0 +1,185 @@
+"""The service skeleton: health, errors as problem+json, keys, limits, metrics, settings."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.auth import Scope, revoke_api_key
+from app.clock import FrozenClock
+from app.config import Settings, SettingsError, load_settings
+from app.db import new_session
+from tests.conftest import make_key
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("https://byline.dev/problems/")
+    assert body["title"] and body["detail"]
+    return body
+
+
+def test_healthz_answers_ok(client: TestClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_reports_migrated_database(client: TestClient, engine: Engine) -> None:
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json()["database"] == engine.dialect.name
+
+
+def test_readyz_answers_503_when_database_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from app.main import create_app
+
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/empty.db", scheduler="off")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert_problem(client.get("/readyz"), 503)
+
+
+def test_readyz_answers_503_when_database_is_unreachable() -> None:
+    from app.main import create_app
+
+    settings = Settings(
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1",
+        scheduler="off",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        assert_problem(client.get("/readyz"), 503)
+
+
+def test_unknown_route_is_problem_404(client: TestClient) -> None:
+    body = assert_problem(client.get("/nope"), 404)
+    assert "/nope" in body["detail"]
+
+
+def test_wrong_method_is_problem_405(client: TestClient) -> None:
+    assert_problem(client.delete("/healthz"), 405)
+
+
+def test_body_over_limit_is_413_before_parsing(client: TestClient) -> None:
+    big = b"x" * (2 * 1024 * 1024 + 1)
+    response = client.post("/healthz", content=big, headers={"content-type": "application/json"})
+    assert_problem(response, 413)
+
+
+def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(300):
+            yield b"y" * 10_000
+
+    response = client.post("/healthz", content=chunks())
+    # No Content-Length: the limit is counted as the body arrives.
+    assert response.status_code in (405, 413)
+
+
+def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
+    client.get("/healthz")
+    client.get("/no/such/route/123")
+    text = client.get("/metrics").text
+    assert 'byline_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+    assert 'route="<unmatched>"' in text
+    assert "/no/such/route/123" not in text
+    assert "byline_http_request_duration_seconds_bucket" in text
+
+
+def test_openapi_lists_v1_routes_and_problem_schema(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "Problem" in schema["components"]["schemas"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_missing_key_is_401_with_challenge(client: TestClient, admin_route: str) -> None:
+    response = client.get(admin_route)
+    assert_problem(response, 401)
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_unknown_key_is_401(client: TestClient, admin_route: str) -> None:
+    response = client.get(admin_route, headers={"Authorization": "Bearer byl_wrong"})
+    assert_problem(response, 401)
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_key_with_wrong_scope_is_403(
+    client: TestClient, admin_route: str, ingest_headers: dict[str, str]
+) -> None:
+    assert_problem(client.get(admin_route, headers=ingest_headers), 403)
+
+
+def test_admin_key_is_accepted(
+    client: TestClient, admin_route: str, admin_headers: dict[str, str]
+) -> None:
+    assert client.get(admin_route, headers=admin_headers).status_code == 200
+
+
+def test_revoked_key_stops_authenticating(
+    client: TestClient, engine: Engine, admin_route: str
+) -> None:
+    secret = make_key(engine, Scope.admin)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert client.get(admin_route, headers=headers).status_code == 200
+    with new_session(engine) as session, session.begin():
+        revoke_api_key(session=session, key_id=1, now=FrozenClock().now())
+    assert_problem(client.get(admin_route, headers=headers), 401)
+
+
+def test_bad_setting_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYLINE_SCHEDULER", "sometimes")
+    with pytest.raises(SettingsError, match="BYLINE_SCHEDULER"):
+        load_settings()
+
+
+def test_review_window_leaving_under_an_hour_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYLINE_TAKEDOWN_REVIEW_WINDOW", "PT23H30M")
+    with pytest.raises(SettingsError, match="REVIEW_WINDOW"):
+        load_settings()
+
+
+def test_bad_rate_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYLINE_TAKEDOWN_RATE_PER_EMAIL", "ten per hour")
+    with pytest.raises(SettingsError, match="BYLINE_TAKEDOWN_RATE_PER_EMAIL"):
+        load_settings()
+
+
+def test_cli_with_bad_setting_exits_with_one_line() -> None:
+    env = {**os.environ, "BYLINE_DATABASE_URL": "mysql://nope"}
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "migrate"], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "byline: invalid setting BYLINE_DATABASE_URL: must start with sqlite:// or "
+        "postgresql+psycopg://"
+    ]
+
+
+def test_cli_keys_create_prints_a_key_that_authenticates(
+    client: TestClient, database_url: str, admin_route: str
+) -> None:
+    env = {**os.environ, "BYLINE_DATABASE_URL": database_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "keys", "create", "--name", "ops", "--scope", "admin"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    secret = result.stdout.strip().splitlines()[-1]
+    assert secret.startswith("byl_")
+    response = client.get(admin_route, headers={"Authorization": f"Bearer {secret}"})
+    assert response.status_code == 200
+    listing = subprocess.run(
+        [sys.executable, "-m", "app", "keys", "list"], env=env, capture_output=True, text=True
+    )
+    assert "ops" in listing.stdout and secret not in listing.stdout
