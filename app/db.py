@@ -114,3 +114,14 @@ def get_write_session(request: Request) -> Iterator[Session]:
 # error answer, never an acknowledged write that was lost.
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
+
+
+def insert_for(session: Session):  # type: ignore[no-untyped-def]
+    """The dialect's INSERT, which knows ON CONFLICT (both engines spell it the same way)."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert

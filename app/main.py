@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from app import auth_routes, health
+from app.articles import routes as articles
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
@@ -48,6 +49,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
+    app.include_router(articles.router)
 
     if settings.cors_origin_list:
         app.add_middleware(

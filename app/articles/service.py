@@ -1,0 +1,562 @@
+"""Rules and queries of the articles domain: ingest (upsert on the canonical URL), reads,
+and the removal a takedown carries out."""
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import Row, Select, and_, bindparam, delete, or_, select, update
+from sqlmodel import Session
+
+from app.articles.models import Article, ArticleTag, Publisher
+from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
+from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
+from app.articles.urls import normalise_url, source_domain
+from app.db import insert_for
+from app.errors import FieldError, InvalidInput, NotFound, ProblemError
+from app.takedowns.blocks import find_blocked
+
+A = Article.__table__  # type: ignore[attr-defined]
+P = Publisher.__table__  # type: ignore[attr-defined]
+T = ArticleTag.__table__  # type: ignore[attr-defined]
+
+CONTENT_COLUMNS = (
+    "title", "excerpt", "body_html", "body_text", "language", "image_url", "image_alt",
+    "license", "authors", "tags", "source_url", "published_at", "content_hash", "publisher_id",
+)  # fmt: skip
+
+
+class SourceBlocked(ProblemError):
+    """451: a takedown blocks this URL or its domain from being republished."""
+
+    def __init__(self, canonical_url: str, takedown_id: str | None) -> None:
+        super().__init__(
+            451,
+            "source-blocked",
+            f"Republishing {canonical_url} is blocked at the rights holder's request.",
+            title="Unavailable For Legal Reasons",
+            extra={"takedown_id": takedown_id},
+        )
+
+
+class ArticleRemoved(ProblemError):
+    """451 for a removed article: names the takedown and the date, never the claimant."""
+
+    def __init__(self, *, takedown_id: str | None, removed_at: datetime, blocked_by: str) -> None:
+        super().__init__(
+            451,
+            "article-removed",
+            "This article was removed at the request of a rights holder.",
+            title="Unavailable For Legal Reasons",
+            headers={"Link": f'<{blocked_by}>; rel="blocked-by"', "Cache-Control": "no-store"},
+            extra={"takedown_id": takedown_id, "removed_at": removed_at.isoformat()},
+        )
+
+
+@dataclass
+class PreparedArticle:
+    """An ingest body turned into column values: sanitised, normalised, hashed."""
+
+    canonical_url: str
+    source_domain: str
+    publisher_name: str
+    publisher_url: str | None
+    values: dict[str, Any]
+    tags: list[str]
+    published_at: datetime | None
+
+
+def slug_for(title: str, canonical_url: str) -> str:
+    """A readable, stable, unique slug: the title's words plus a hash of the URL."""
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    words = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80].rstrip("-")
+    suffix = hashlib.sha256(canonical_url.encode()).hexdigest()[:12]
+    return f"{words}-{suffix}" if words else suffix
+
+
+def prepare_article(data: ArticleIn) -> PreparedArticle:
+    """Everything ingest stores, computed without touching the database."""
+    canonical_url = normalise_url(data.source_url)
+    body_html = sanitise_body(data.body_html, base_url=canonical_url)
+    body_text = html_to_text(body_html)
+    if not body_text and "<img" not in body_html:
+        raise InvalidInput([FieldError(field="body_html", message="has no content once sanitised")])
+    authors = [author.model_dump() for author in data.authors]
+    tags = sorted(set(data.tags))
+    values: dict[str, Any] = {
+        "title": data.title,
+        "excerpt": data.excerpt or excerpt_of(body_text),
+        "body_html": body_html,
+        "body_text": body_text,
+        "language": data.language.lower() if data.language else None,
+        "image_url": data.image.url if data.image else None,
+        "image_alt": data.image.alt if data.image else None,
+        "license": data.license,
+        "authors": authors,
+        "tags": tags,
+        "source_url": data.source_url,
+    }
+    fingerprint = {
+        **values,
+        "published_at": data.published_at.isoformat() if data.published_at else None,
+        "publisher": [data.publisher.name, data.publisher.url],
+    }
+    values["content_hash"] = hashlib.sha256(
+        json.dumps(fingerprint, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
+    return PreparedArticle(
+        canonical_url=canonical_url,
+        source_domain=source_domain(canonical_url),
+        publisher_name=data.publisher.name,
+        publisher_url=data.publisher.url,
+        values=values,
+        tags=tags,
+        published_at=data.published_at,
+    )
+
+
+def ensure_publishers(
+    *, session: Session, publishers: dict[str, str | None], now: datetime
+) -> dict[str, int]:
+    """Ids of the named publishers, creating missing ones; a newly given homepage is kept."""
+    insert = insert_for(session)
+    session.execute(
+        insert(P).on_conflict_do_nothing(index_elements=["name"]),
+        [
+            {"name": name, "url": url, "article_count": 0, "created_at": now}
+            for name, url in publishers.items()
+        ],
+    )
+    rows = session.execute(select(P.c.id, P.c.name, P.c.url).where(P.c.name.in_(publishers))).all()
+    stale = [
+        {"pid": row.id, "url": publishers[row.name]}
+        for row in rows
+        if publishers[row.name] and row.url != publishers[row.name]
+    ]
+    if stale:
+        session.execute(
+            update(P).where(P.c.id == bindparam("pid")).values(url=bindparam("url")), stale
+        )
+    return {row.name: row.id for row in rows}
+
+
+def _adjust_counts(session: Session, deltas: Counter[int]) -> None:
+    changes = [{"pid": pid, "delta": delta} for pid, delta in sorted(deltas.items()) if delta]
+    if changes:
+        session.execute(
+            update(P)
+            .where(P.c.id == bindparam("pid"))
+            .values(article_count=P.c.article_count + bindparam("delta")),
+            changes,
+        )
+
+
+def _replace_tags(
+    session: Session, article_ids: Sequence[int], tags_by_id: dict[int, list[str]]
+) -> None:
+    if article_ids:
+        session.execute(delete(T).where(T.c.article_id.in_(article_ids)))
+    rows = [{"article_id": aid, "tag": tag} for aid, tags in tags_by_id.items() for tag in tags]
+    if rows:
+        session.execute(T.insert(), rows)
+
+
+@dataclass
+class Stored:
+    """What ingest did with one article."""
+
+    status: IngestStatus
+    article_id: int
+
+
+def store_articles(
+    *, session: Session, articles: Sequence[PreparedArticle], now: datetime
+) -> list[Stored]:
+    """Upsert prepared articles on their canonical URL, in bulk. Raises SourceBlocked for the
+    first blocked one; callers that want per-item answers filter with `blocked_urls` first."""
+    publisher_ids = ensure_publishers(
+        session=session,
+        publishers={a.publisher_name: a.publisher_url for a in articles},
+        now=now,
+    )
+    urls = [a.canonical_url for a in articles]
+    existing = {
+        row.canonical_url: row
+        for row in session.execute(
+            select(
+                A.c.id,
+                A.c.canonical_url,
+                A.c.content_hash,
+                A.c.publisher_id,
+                A.c.published_at,
+                A.c.removed_at,
+                A.c.removed_by_takedown_id,
+            ).where(A.c.canonical_url.in_(urls))
+        )
+    }
+    results: dict[str, Stored] = {}
+    fresh = [a for a in articles if a.canonical_url not in existing]
+    count_deltas: Counter[int] = Counter()
+    if fresh:
+        insert = insert_for(session)
+        rows = [
+            {
+                **a.values,
+                "canonical_url": a.canonical_url,
+                "source_domain": a.source_domain,
+                "slug": slug_for(a.values["title"], a.canonical_url),
+                "publisher_id": publisher_ids[a.publisher_name],
+                "published_at": a.published_at or now,
+                "first_seen_at": now,
+                "updated_at": now,
+            }
+            for a in fresh
+        ]
+        inserted = session.execute(
+            insert(A)
+            .on_conflict_do_nothing(index_elements=["canonical_url"])
+            .returning(A.c.id, A.c.canonical_url, sort_by_parameter_order=True),
+            rows,
+        ).all()
+        created = {row.canonical_url: row.id for row in inserted}
+        _replace_tags(
+            session,
+            [],
+            {created[a.canonical_url]: a.tags for a in fresh if a.canonical_url in created},
+        )
+        for a in fresh:
+            if a.canonical_url in created:
+                results[a.canonical_url] = Stored("created", created[a.canonical_url])
+                count_deltas[publisher_ids[a.publisher_name]] += 1
+        lost_race = [a.canonical_url for a in fresh if a.canonical_url not in created]
+        if lost_race:
+            # Another transaction inserted these first; treat them as updates of its rows.
+            for row in session.execute(
+                select(
+                    A.c.id,
+                    A.c.canonical_url,
+                    A.c.content_hash,
+                    A.c.publisher_id,
+                    A.c.published_at,
+                    A.c.removed_at,
+                    A.c.removed_by_takedown_id,
+                ).where(A.c.canonical_url.in_(lost_race))
+            ):
+                existing[row.canonical_url] = row
+    changed: list[dict[str, Any]] = []
+    changed_tags: dict[int, list[str]] = {}
+    for a in articles:
+        current = existing.get(a.canonical_url)
+        if current is None or a.canonical_url in results:
+            continue
+        row = current
+        if row.removed_at is not None:
+            raise SourceBlocked(a.canonical_url, row.removed_by_takedown_id)
+        publisher_id = publisher_ids[a.publisher_name]
+        if row.content_hash == a.values["content_hash"] and row.publisher_id == publisher_id:
+            results[a.canonical_url] = Stored("unchanged", row.id)
+            continue
+        changed.append(
+            {
+                **{f"v_{k}": v for k, v in a.values.items()},
+                "v_publisher_id": publisher_id,
+                "v_published_at": a.published_at or row.published_at,
+                "v_updated_at": now,
+                "aid": row.id,
+            }
+        )
+        changed_tags[row.id] = a.tags
+        if row.publisher_id != publisher_id:
+            count_deltas[row.publisher_id] -= 1
+            count_deltas[publisher_id] += 1
+        results[a.canonical_url] = Stored("updated", row.id)
+    if changed:
+        columns = [*CONTENT_COLUMNS, "updated_at"]
+        session.execute(
+            update(A)
+            .where(A.c.id == bindparam("aid"))
+            .values({c: bindparam(f"v_{c}") for c in columns}),
+            changed,
+        )
+        _replace_tags(session, list(changed_tags), changed_tags)
+    _adjust_counts(session, count_deltas)
+    return [results[a.canonical_url] for a in articles]
+
+
+def ingest_article(*, session: Session, data: ArticleIn, now: datetime) -> Stored:
+    """Store one article: created, updated or unchanged. Blocked URLs raise SourceBlocked."""
+    prepared = prepare_article(data)
+    blocked = find_blocked(session=session, canonical_urls=[prepared.canonical_url])
+    if prepared.canonical_url in blocked:
+        raise SourceBlocked(prepared.canonical_url, blocked[prepared.canonical_url].takedown_id)
+    return store_articles(session=session, articles=[prepared], now=now)[0]
+
+
+def _item_errors(exc: ValidationError | InvalidInput) -> list[BatchItemError]:
+    if isinstance(exc, InvalidInput):
+        return [BatchItemError(field=e.field, message=e.message) for e in exc.errors or []]
+    return [
+        BatchItemError(
+            field=".".join(str(part) for part in error["loc"]) or "item",
+            message=str(error["msg"]).removeprefix("Value error, "),
+        )
+        for error in exc.errors()
+    ]
+
+
+def ingest_batch(
+    *, session: Session, items: Sequence[object], now: datetime
+) -> list[BatchItemResult]:
+    """Store many articles in one transaction; each item is answered on its own (created,
+    updated, unchanged, invalid or blocked) and a bad item never sinks the others."""
+    results: dict[int, BatchItemResult] = {}
+    prepared: dict[int, PreparedArticle] = {}
+    for index, raw in enumerate(items):
+        try:
+            prepared[index] = prepare_article(ArticleIn.model_validate(raw))
+        except (ValidationError, InvalidInput) as exc:
+            results[index] = BatchItemResult(
+                index=index, status="invalid", errors=_item_errors(exc)
+            )
+        except ValueError as exc:
+            results[index] = BatchItemResult(
+                index=index,
+                status="invalid",
+                errors=[BatchItemError(field="source_url", message=str(exc))],
+            )
+    blocked = find_blocked(
+        session=session, canonical_urls=[p.canonical_url for p in prepared.values()]
+    )
+    removed = _removed_urls(session, [p.canonical_url for p in prepared.values()])
+    # The same URL twice in one batch: the last one wins, as if sent one after the other.
+    last_index = {p.canonical_url: index for index, p in prepared.items()}
+    storable: dict[int, PreparedArticle] = {}
+    for index, article in prepared.items():
+        if article.canonical_url in blocked or article.canonical_url in removed:
+            results[index] = BatchItemResult(index=index, status="blocked")
+        elif last_index[article.canonical_url] == index:
+            storable[index] = article
+    stored = (
+        store_articles(session=session, articles=list(storable.values()), now=now)
+        if storable
+        else []
+    )
+    by_url: dict[str, Stored] = {}
+    for index, outcome in zip(storable, stored, strict=True):
+        results[index] = BatchItemResult(index=index, status=outcome.status, id=outcome.article_id)
+        by_url[storable[index].canonical_url] = outcome
+    for index, article in prepared.items():
+        if index not in results:
+            outcome = by_url[article.canonical_url]
+            # An earlier copy of a URL the batch sends again: it led to the same article.
+            results[index] = BatchItemResult(index=index, status="updated", id=outcome.article_id)
+    return [results[index] for index in range(len(items))]
+
+
+def _removed_urls(session: Session, urls: Iterable[str]) -> set[str]:
+    urls = list(urls)
+    if not urls:
+        return set()
+    return set(
+        session.scalars(
+            select(A.c.canonical_url).where(
+                A.c.canonical_url.in_(urls), A.c.removed_at.is_not(None)
+            )
+        )
+    )
+
+
+# Reads ---------------------------------------------------------------------------------
+
+SUMMARY_COLUMNS = (
+    A.c.id, A.c.slug, A.c.title, A.c.excerpt, A.c.language, A.c.tags, A.c.image_url, A.c.image_alt,
+    A.c.published_at, A.c.updated_at, A.c.source_url, A.c.canonical_url, A.c.source_domain,
+    A.c.authors, A.c.license, A.c.first_seen_at, A.c.removed_at, A.c.removed_by_takedown_id,
+    A.c.content_hash, P.c.name.label("publisher_name"), P.c.url.label("publisher_url"),
+)  # fmt: skip
+
+
+def _select_articles(*columns: Any) -> Select[Any]:
+    return select(*columns).select_from(A.join(P, P.c.id == A.c.publisher_id))
+
+
+def _live_or_raise(row: Row[Any] | None, blocked_by: str) -> Row[Any]:
+    if row is None:
+        raise NotFound("No such article.")
+    if row.removed_at is not None:
+        raise ArticleRemoved(
+            takedown_id=row.removed_by_takedown_id, removed_at=row.removed_at, blocked_by=blocked_by
+        )
+    return row
+
+
+def get_article(*, session: Session, article_id: int, blocked_by: str) -> Row[Any]:
+    """One article with its body; 404 when unknown, 451 when removed."""
+    row = session.execute(
+        _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.id == article_id)
+    ).first()
+    return _live_or_raise(row, blocked_by)
+
+
+def get_article_by_slug(*, session: Session, slug: str, blocked_by: str) -> Row[Any]:
+    """One article by its slug; 404 when unknown, 451 when removed."""
+    row = session.execute(
+        _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.slug == slug)
+    ).first()
+    return _live_or_raise(row, blocked_by)
+
+
+@dataclass(frozen=True)
+class ArticleFilters:
+    publisher: str | None = None
+    domain: str | None = None
+    tag: str | None = None
+    language: str | None = None
+    published_after: datetime | None = None
+    published_before: datetime | None = None
+
+
+def _filtered(query: Select[Any], filters: ArticleFilters) -> Select[Any]:
+    query = query.where(A.c.removed_at.is_(None))
+    if filters.publisher is not None:
+        query = query.where(P.c.name == filters.publisher)
+    if filters.domain is not None:
+        domain = filters.domain.lower().removeprefix("www.")
+        query = query.where(A.c.source_domain == domain)
+    if filters.tag is not None:
+        tagged = select(T.c.article_id).where(T.c.tag == filters.tag.lower())
+        query = query.where(A.c.id.in_(tagged))
+    if filters.language is not None:
+        query = query.where(A.c.language == filters.language.lower())
+    if filters.published_after is not None:
+        query = query.where(A.c.published_at >= filters.published_after)
+    if filters.published_before is not None:
+        query = query.where(A.c.published_at < filters.published_before)
+    return query
+
+
+def list_articles(
+    *, session: Session, filters: ArticleFilters, after: tuple[datetime, int] | None, limit: int
+) -> list[Row[Any]]:
+    """Newest first, keyset-paged on (published_at, id): stable while articles arrive."""
+    query = _filtered(_select_articles(*SUMMARY_COLUMNS), filters)
+    if after is not None:
+        published_at, article_id = after
+        query = query.where(
+            or_(
+                A.c.published_at < published_at,
+                and_(A.c.published_at == published_at, A.c.id < article_id),
+            )
+        )
+    query = query.order_by(A.c.published_at.desc(), A.c.id.desc()).limit(limit)
+    return list(session.execute(query).all())
+
+
+def list_publishers(*, session: Session) -> list[Row[Any]]:
+    """Publishers with their live article counts, largest first."""
+    return list(
+        session.execute(
+            select(P.c.id, P.c.name, P.c.url, P.c.article_count).order_by(
+                P.c.article_count.desc(), P.c.name
+            )
+        ).all()
+    )
+
+
+# For takedowns ---------------------------------------------------------------------------
+
+
+def find_articles_by_canonical_urls(
+    *, session: Session, canonical_urls: Iterable[str]
+) -> dict[str, int]:
+    """Ids of articles (live or removed) by canonical URL."""
+    urls = list(set(canonical_urls))
+    if not urls:
+        return {}
+    rows = session.execute(select(A.c.canonical_url, A.c.id).where(A.c.canonical_url.in_(urls)))
+    return {row.canonical_url: row.id for row in rows}
+
+
+def find_articles_by_slugs(*, session: Session, slugs: Iterable[str]) -> dict[str, int]:
+    """Ids of articles by slug."""
+    slugs = list(set(slugs))
+    if not slugs:
+        return {}
+    return {
+        row.slug: row.id
+        for row in session.execute(select(A.c.slug, A.c.id).where(A.c.slug.in_(slugs)))
+    }
+
+
+def find_live_article_ids_in_domain(*, session: Session, domain: str) -> list[int]:
+    """Live articles whose source is the domain or one of its subdomains."""
+    domain = domain.lower().removeprefix("www.")
+    query = select(A.c.id).where(
+        A.c.removed_at.is_(None),
+        or_(
+            A.c.source_domain == domain,
+            A.c.source_domain.like("%." + domain.replace("%", "").replace("_", r"\_"), escape="\\"),
+        ),
+    )
+    return list(session.scalars(query.order_by(A.c.id)))
+
+
+@dataclass(frozen=True)
+class ArticleFacts:
+    """What takedown policy needs to know of an article."""
+
+    id: int
+    canonical_url: str
+    source_domain: str
+    first_seen_at: datetime
+    removed_at: datetime | None
+
+
+def article_facts(*, session: Session, article_ids: Iterable[int]) -> dict[int, ArticleFacts]:
+    """Facts of the given articles (unknown ids are left out)."""
+    ids = list(set(article_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(
+            A.c.id, A.c.canonical_url, A.c.source_domain, A.c.first_seen_at, A.c.removed_at
+        ).where(A.c.id.in_(ids))
+    )
+    return {row.id: ArticleFacts(**row._mapping) for row in rows}
+
+
+def remove_article(*, session: Session, article_id: int, takedown_id: str, now: datetime) -> bool:
+    """Delete the content and keep the tombstone (id, canonical URL, publisher, first seen,
+    content hash, takedown). True when removed now; False when it was already removed."""
+    removed = session.execute(
+        update(A)
+        .where(A.c.id == article_id, A.c.removed_at.is_(None))
+        .values(
+            title=None,
+            excerpt=None,
+            body_html=None,
+            body_text=None,
+            image_url=None,
+            image_alt=None,
+            authors=None,
+            tags=None,
+            license=None,
+            removed_at=now,
+            removed_by_takedown_id=takedown_id,
+        )
+        .returning(A.c.publisher_id)
+    ).first()
+    if removed is None:
+        if session.scalar(select(A.c.id).where(A.c.id == article_id)) is None:
+            raise NotFound(f"No article with id {article_id}.")
+        return False
+    session.execute(delete(T).where(T.c.article_id == article_id))
+    _adjust_counts(session, Counter({removed.publisher_id: -1}))
+    return True
