@@ -1,12 +1,13 @@
 """Operators manage API keys over HTTP as well as with `byline keys`."""
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, Field
 
 from app.auth import AdminKey, ApiKey, Scope, create_api_key, list_api_keys, revoke_api_key
-from app.db import ReadSessionDep, WriteSessionDep
+from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=problem_responses(401, 403))
@@ -70,7 +71,10 @@ def create_key(
 
 @router.delete("/{key_id}", response_model=ApiKeyPublic, responses=problem_responses(404))
 def revoke_key(
-    key_id: int, request: Request, session: WriteSessionDep, _: AdminKey
+    key_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    request: Request,
+    session: WriteSessionDep,
+    _: AdminKey,
 ) -> ApiKeyPublic:
     """Revoke a key; it stops authenticating at once."""
     key = revoke_api_key(session=session, key_id=key_id, now=request.app.state.clock.now())

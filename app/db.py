@@ -20,6 +20,8 @@ SQLModel.metadata.naming_convention = {
 }
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Ids in paths are bounded so that no engine sees an integer it cannot bind.
+MAX_ROW_ID = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):

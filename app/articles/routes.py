@@ -4,7 +4,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from sqlalchemy import Row
 
 from app.articles import service
@@ -25,12 +25,13 @@ from app.articles.schemas import (
 )
 from app.articles.search import search_articles
 from app.auth import IngestKey
-from app.db import ReadSessionDep, WriteSessionDep
+from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
 
 router = APIRouter(prefix="/v1", tags=["articles"])
 
 READ_CACHE_CONTROL = "public, max-age=60"
+ArticleId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 def _base(request: Request) -> str:
@@ -245,7 +246,7 @@ def get_article_by_slug(
     responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
 )
 def get_article(
-    article_id: int, request: Request, response: Response, session: ReadSessionDep
+    article_id: ArticleId, request: Request, response: Response, session: ReadSessionDep
 ) -> Any:
     """One article by id, with its attribution. Removed articles answer 451."""
     row = service.get_article(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Row, Select, and_, bindparam, delete, or_, select, update
 from sqlmodel import Session
 
@@ -26,6 +26,7 @@ from app.takedowns.blocks import find_blocked
 A = Article.__table__  # type: ignore[attr-defined]
 P = Publisher.__table__  # type: ignore[attr-defined]
 T = ArticleTag.__table__  # type: ignore[attr-defined]
+_JSON_DATETIME = TypeAdapter(datetime)
 
 CONTENT_COLUMNS = (
     "title", "excerpt", "body_html", "body_text", "language", "image_url", "image_alt",
@@ -56,7 +57,10 @@ class ArticleRemoved(ProblemError):
             "This article was removed at the request of a rights holder.",
             title="Unavailable For Legal Reasons",
             headers={"Link": f'<{blocked_by}>; rel="blocked-by"', "Cache-Control": "no-store"},
-            extra={"takedown_id": takedown_id, "removed_at": removed_at.isoformat()},
+            extra={
+                "takedown_id": takedown_id,
+                "removed_at": _JSON_DATETIME.dump_python(removed_at, mode="json"),
+            },
         )
 
 
@@ -202,7 +206,10 @@ def store_articles(
         )
     }
     results: dict[str, Stored] = {}
-    fresh = [a for a in articles if a.canonical_url not in existing]
+    # Sorted, so concurrent batches take row locks in one order and cannot deadlock.
+    fresh = sorted(
+        (a for a in articles if a.canonical_url not in existing), key=lambda a: a.canonical_url
+    )
     count_deltas: Counter[int] = Counter()
     if fresh:
         insert = insert_for(session)
@@ -278,6 +285,7 @@ def store_articles(
             count_deltas[publisher_id] += 1
         results[a.canonical_url] = Stored("updated", row.id)
     if changed:
+        changed.sort(key=lambda values: values["aid"])
         columns = [*CONTENT_COLUMNS, "updated_at"]
         session.execute(
             update(A)

@@ -1,0 +1,136 @@
+"""What a removal leaves: a tombstone, 451 answers, and an article gone from every list."""
+
+import uuid
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.articles.models import Article
+from app.articles.service import remove_article
+from app.clock import FrozenClock
+from app.db import new_session
+from app.takedowns.models import Takedown
+from tests.articles.factories import article_payload, ingest
+
+
+def make_takedown(engine: Engine, clock: FrozenClock) -> str:
+    takedown_id = str(uuid.uuid4())
+    with new_session(engine) as session, session.begin():
+        session.add(
+            Takedown(
+                id=takedown_id,
+                status="queued",
+                reason="copyright",
+                claimant_name="Private Person",
+                claimant_email="private@example-news.com",
+                claimant_role="owner",
+                explanation="private explanation",
+                signature="P. Person",
+                token_hash="0" * 64,
+                fingerprint="1" * 64,
+                received_at=clock.now(),
+                due_at=clock.now(),
+            )
+        )
+    return takedown_id
+
+
+def remove(engine: Engine, clock: FrozenClock, article_id: int, takedown_id: str) -> bool:
+    with new_session(engine) as session, session.begin():
+        return remove_article(
+            session=session, article_id=article_id, takedown_id=takedown_id, now=clock.now()
+        )
+
+
+def test_removed_article_answers_451_with_blocked_by_link(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article = ingest(client, ingest_headers)
+    takedown_id = make_takedown(engine, clock)
+    assert remove(engine, clock, article["id"], takedown_id) is True
+    for path in (f"/v1/articles/{article['id']}", f"/v1/articles/by-slug/{article['slug']}"):
+        response = client.get(path)
+        assert response.status_code == 451
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["link"] == '<https://news.example/takedown>; rel="blocked-by"'
+        assert response.headers["cache-control"] == "no-store"
+        body = response.json()
+        assert body["takedown_id"] == takedown_id
+        assert body["removed_at"] == "2026-01-05T09:00:00Z"
+        assert "Private" not in response.text and "private@" not in response.text
+
+
+def test_removal_keeps_only_the_tombstone(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article = ingest(client, ingest_headers)
+    takedown_id = make_takedown(engine, clock)
+    remove(engine, clock, article["id"], takedown_id)
+    with new_session(engine) as session:
+        row = session.get(Article, article["id"])
+        assert row is not None
+        assert (
+            row.title,
+            row.body_html,
+            row.body_text,
+            row.excerpt,
+            row.image_url,
+            row.authors,
+        ) == (
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+        assert row.canonical_url == article["attribution"]["canonical_url"]
+        assert row.first_seen_at.isoformat() == "2026-01-05T09:00:00+00:00"
+        assert len(row.content_hash) == 64
+        assert row.removed_by_takedown_id == takedown_id
+
+
+def test_removed_article_is_gone_from_lists_search_tags_and_counts(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    kept = ingest(client, ingest_headers, 1)
+    gone = ingest(client, ingest_headers, 2)
+    remove(engine, clock, gone["id"], make_takedown(engine, clock))
+    assert [a["id"] for a in client.get("/v1/articles").json()["items"]] == [kept["id"]]
+    assert [a["id"] for a in client.get("/v1/articles?q=flood").json()["items"]] == [kept["id"]]
+    assert [a["id"] for a in client.get("/v1/articles?tag=weather").json()["items"]] == [kept["id"]]
+    assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 1
+
+
+def test_reingesting_a_removed_url_is_451_and_blocked_in_a_batch(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article = ingest(client, ingest_headers)
+    remove(engine, clock, article["id"], make_takedown(engine, clock))
+    response = client.post(
+        "/v1/articles",
+        json=article_payload(
+            source_url="https://WWW.example-news.com/2023/03/20/story-1?utm_source=x"
+        ),
+        headers=ingest_headers,
+    )
+    assert response.status_code == 451
+    assert response.headers["content-type"] == "application/problem+json"
+    batch = client.post(
+        "/v1/articles/batch", json={"items": [article_payload()]}, headers=ingest_headers
+    )
+    assert batch.json()["items"][0]["status"] == "blocked"
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 451
+
+
+def test_removing_twice_changes_nothing(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article = ingest(client, ingest_headers)
+    first, second = make_takedown(engine, clock), make_takedown(engine, clock)
+    assert remove(engine, clock, article["id"], first) is True
+    assert remove(engine, clock, article["id"], second) is False
+    with new_session(engine) as session:
+        row = session.get(Article, article["id"])
+        assert row is not None and row.removed_by_takedown_id == first
+    assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 0
