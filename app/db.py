@@ -57,7 +57,14 @@ def create_db_engine(url: str) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        # A restarted server leaves dead connections in the pool: test them before use.
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": 5},
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:

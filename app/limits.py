@@ -2,14 +2,11 @@
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import ProblemError, problem_response
+from app.errors import problem_response
 
 
-class BodyTooLarge(ProblemError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            413, "payload-too-large", f"The request body is larger than {limit} bytes."
-        )
+class BodyTooLarge(Exception):
+    """Raised from `receive` once a streamed body passes the limit."""
 
 
 class BodySizeLimit:
@@ -25,32 +22,43 @@ class BodySizeLimit:
             return
         for name, value in scope["headers"]:
             if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _send_too_large(send, self.limit)
+                await self._send_too_large(send)
                 return
         received = 0
+        too_large = False
+        answered = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
-                    # Raised inside the app, so the problem handler answers it.
-                    raise BodyTooLarge(self.limit)
+                    too_large = True
+                    raise BodyTooLarge
             return message
 
-        await self.app(scope, limited_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal answered
+            # Whatever the app makes of the interrupted body (frameworks turn it into a 400),
+            # the client is told the truth: 413.
+            if too_large:
+                if not answered and message["type"] == "http.response.start":
+                    answered = True
+                    await self._send_too_large(send)
+                return
+            await send(message)
 
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except BodyTooLarge:
+            if not answered:
+                await self._send_too_large(send)
 
-async def _send_too_large(send: Send, limit: int) -> None:
-    response = problem_response(
-        413, "payload-too-large", f"The request body is larger than {limit} bytes."
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [*response.raw_headers, (b"connection", b"close")],
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})
+    async def _send_too_large(self, send: Send) -> None:
+        response = problem_response(
+            413, "payload-too-large", f"The request body is larger than {self.limit} bytes."
+        )
+        headers = [*response.raw_headers, (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})

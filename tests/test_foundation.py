@@ -6,12 +6,14 @@ import sys
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from app.auth import Scope, revoke_api_key
 from app.clock import FrozenClock
 from app.config import Settings, SettingsError, load_settings
-from app.db import new_session
+from app.db import create_db_engine, new_session
+from app.main import create_app
+from tests.articles.factories import article_payload
 from tests.conftest import make_key
 
 PROBLEM = "application/problem+json"
@@ -40,16 +42,12 @@ def test_readyz_reports_migrated_database(client: TestClient, engine: Engine) ->
 
 
 def test_readyz_answers_503_when_database_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from app.main import create_app
-
     settings = Settings(database_url=f"sqlite:///{tmp_path}/empty.db", scheduler="off")
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         assert_problem(client.get("/readyz"), 503)
 
 
 def test_readyz_answers_503_when_database_is_unreachable() -> None:
-    from app.main import create_app
-
     settings = Settings(
         database_url="postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1",
         scheduler="off",
@@ -73,14 +71,41 @@ def test_body_over_limit_is_413_before_parsing(client: TestClient) -> None:
     assert_problem(response, 413)
 
 
-def test_streamed_body_over_limit_is_413(client: TestClient) -> None:
+def test_streamed_body_over_limit_is_413(
+    client: TestClient, ingest_headers: dict[str, str]
+) -> None:
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(300):
             yield b"y" * 10_000
 
-    response = client.post("/healthz", content=chunks())
     # No Content-Length: the limit is counted as the body arrives.
-    assert response.status_code in (405, 413)
+    response = client.post("/v1/articles", content=chunks(), headers=ingest_headers)
+    assert_problem(response, 413)
+
+
+def test_locked_database_is_a_503_problem_not_a_500(
+    engine: Engine, settings: Settings, ingest_headers: dict[str, str]
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single-writer lock")
+    impatient = create_db_engine(settings.database_url)
+
+    @event.listens_for(impatient, "connect")
+    def _short_busy_timeout(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.execute("PRAGMA busy_timeout=50")
+
+    locker = engine.raw_connection()
+    locker.execute("BEGIN EXCLUSIVE")  # type: ignore[attr-defined]
+    try:
+        app = create_app(settings, engine=impatient, clock=FrozenClock())
+        with TestClient(app, raise_server_exceptions=False) as client:
+            response = client.post("/v1/articles", json=article_payload(), headers=ingest_headers)
+    finally:
+        locker.rollback()
+        locker.close()
+        impatient.dispose()
+    assert_problem(response, 503)
+    assert response.headers["retry-after"] == "5"
 
 
 def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
