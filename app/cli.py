@@ -1,9 +1,13 @@
 """The `byline` command: serve, migrate, keys (and worker, for the removal queue)."""
 
+import signal
+import threading
+from types import FrameType
 from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -13,6 +17,8 @@ from app.config import settings_or_exit
 from app.db import create_db_engine, new_session, writer
 from app.migrate import current_revision, head_revision, upgrade_to_head
 from app.observability import configure_logging
+from app.scheduler.metrics import RunnerCounters
+from app.scheduler.runner import RemovalRunner, TickResult, runner_identity
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
@@ -57,7 +63,89 @@ def serve(
         timeout_keep_alive=5,
         timeout_graceful_shutdown=20,
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+@cli.command()
+def worker(
+    once: Annotated[bool, typer.Option("--once", help="Run a single tick, then exit.")] = False,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=32, help="Runners in this process, each claiming batches.")
+    ] = 1,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve this process's /metrics on this port."),
+    ] = None,
+    test_pause_after_removal: Annotated[
+        float,
+        typer.Option(
+            hidden=True,
+            min=0,
+            help="Test hook: pause this long after each removal, so a test can kill the "
+            "worker between two rows of one batch.",
+        ),
+    ] = 0.0,
+) -> None:
+    """Run the removal scheduler as its own process (SIGTERM/SIGINT: finish the current
+    removal, give the rest of the batch back, exit)."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+    stop = _stop_on_signals()
+    engine = migrated_engine()
+    counters = None
+    if metrics_port is not None:
+        registry = CollectorRegistry()
+        counters = RunnerCounters(registry)
+        start_http_server(metrics_port, registry=registry)
+    runners = [
+        RemovalRunner(
+            engine=engine,
+            settings=settings,
+            clock=SystemClock(),
+            owner=runner_identity(f"worker-{index}"),
+            metrics=counters,
+            pause_after_removal=test_pause_after_removal,
+        )
+        for index in range(concurrency)
+    ]
+    results: list[TickResult] = []
+
+    def run(runner: RemovalRunner) -> None:
+        if once:
+            results.append(runner.run_once(stop=stop))
+        else:
+            runner.run_forever(stop)
+
+    threads = [
+        threading.Thread(target=run, args=(runner,), name=f"byline-worker-{index}")
+        for index, runner in enumerate(runners)
+    ]
+    for thread in threads:
+        thread.start()
+    # The main thread only waits: signal handlers run here, between the waits.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(0.5)
+    engine.dispose()
+    if once:
+        keys = ("claimed", "removed", "already_removed", "cancelled", "retried", "failed")
+        totals = {key: sum(getattr(result, key) for result in results) for key in keys}
+        typer.echo(", ".join(f"{key.replace('_', ' ')} {count}" for key, count in totals.items()))
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT: runners finish the current removal and stop."""
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        typer.echo(f"byline worker: {signal.Signals(signum).name}, stopping", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
 
 
 @cli.command()

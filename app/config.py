@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TAKEDOWN_DEADLINE = timedelta(hours=24)
@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     scheduler_lease_seconds: float = Field(default=60.0, gt=0)
     scheduler_max_attempts: int = Field(default=5, ge=1, le=100)
     cors_origins: str = ""
+    # Proxies whose X-Forwarded-For is believed (the client address keys the rate limits).
+    forwarded_allow_ips: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
@@ -53,6 +55,8 @@ class Settings(BaseSettings):
     takedown_max_auto_targets: int = Field(default=25, ge=1)
     takedown_rate_per_address: str = "30/hour"
     takedown_rate_per_email: str = "10/hour"
+    # Signs the CSRF tokens of the rights holders' forms; every API process must share it.
+    csrf_secret: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -82,6 +86,13 @@ class Settings(BaseSettings):
     @classmethod
     def _rate(cls, value: str) -> str:
         Rate.parse(value)
+        return value
+
+    @field_validator("csrf_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters, e.g. `openssl rand -hex 32`")
         return value
 
     @field_validator("log_level", mode="before")

@@ -1,11 +1,12 @@
 """Engines for SQLite and PostgreSQL, the shared MetaData, and the request session."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy import Connection, DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel
@@ -54,6 +55,7 @@ def create_db_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=20,
             max_overflow=20,
+            hide_parameters=True,
         )
         _configure_sqlite(engine)
         return engine
@@ -64,6 +66,8 @@ def create_db_engine(url: str) -> Engine:
         # A restarted server leaves dead connections in the pool: test them before use.
         pool_pre_ping=True,
         connect_args={"connect_timeout": 5},
+        # Errors are logged; their parameters may hold a claimant's name or e-mail.
+        hide_parameters=True,
     )
 
 
@@ -83,9 +87,11 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # A deferred transaction that later writes skips the busy handler and fails with
-        # "database is locked"; writers take the lock up front.
+        # "database is locked"; writers take the lock up front. None: no transaction at all
+        # (read_connection's single statement).
         mode = connection.get_execution_options().get("sqlite_begin", "DEFERRED")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        if mode is not None:
+            connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def writer(engine: Engine) -> Engine:
@@ -93,6 +99,18 @@ def writer(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(sqlite_begin="IMMEDIATE")
     return engine
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A pooled connection for one read-only statement, run outside a transaction: a single
+    statement sees one consistent snapshot by itself, and no BEGIN/ROLLBACK is sent for it."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execution_options(sqlite_begin=None)
+        else:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def new_session(engine: Engine) -> Session:

@@ -1,5 +1,7 @@
 """create_app(): routers, error handlers, middleware and the lifespan."""
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +18,18 @@ from app.db import create_db_engine
 from app.errors import install_error_handlers, problem_schemas
 from app.limits import BodySizeLimit
 from app.observability import AccessLogAndMetrics, Metrics, configure_logging
+from app.scheduler import routes as removals
+from app.scheduler.metrics import install_removal_metrics
+from app.scheduler.runner import BackgroundRunner, RemovalRunner, runner_identity
+from app.takedowns import admin_routes as takedown_admin
+from app.takedowns import routes as takedowns
+from app.takedowns import transparency_routes as transparency
+from app.web import routes as web
+
+logger = logging.getLogger("byline.app")
+
+# Shutdown waits this long for the embedded scheduler's current removal to commit.
+SCHEDULER_STOP_TIMEOUT_SECONDS = 15.0
 
 
 def create_app(
@@ -31,7 +45,24 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        background = None
+        if settings.scheduler == "embedded":
+            runner = RemovalRunner(
+                engine=engine,
+                settings=settings,
+                clock=clock,
+                owner=runner_identity("embedded"),
+                metrics=app.state.removal_counters,
+            )
+            background = BackgroundRunner(runner)
+            background.start()
+        try:
+            yield
+        finally:
+            if background is not None:
+                stopped = await asyncio.to_thread(background.stop, SCHEDULER_STOP_TIMEOUT_SECONDS)
+                if not stopped:
+                    logger.error("embedded scheduler did not stop in time; its lease will expire")
 
     app = FastAPI(
         title="byline",
@@ -45,11 +76,19 @@ def create_app(
     app.state.metrics = Metrics()
     refreshers: list[Callable[[], None]] = []
     app.state.metric_refreshers = refreshers
+    app.state.removal_counters = install_removal_metrics(
+        registry=app.state.metrics.registry, refreshers=refreshers, engine=engine, clock=clock
+    )
 
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(articles.router)
+    app.include_router(removals.router)
+    app.include_router(takedowns.router)
+    app.include_router(takedown_admin.router)
+    app.include_router(transparency.router)
+    app.include_router(web.router)
 
     if settings.cors_origin_list:
         app.add_middleware(

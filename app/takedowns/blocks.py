@@ -1,15 +1,25 @@
 """The block list: canonical URLs and domains that must not be republished.
 
-Filled by takedowns; read by article ingest, which refuses blocked URLs with 451."""
+Filled by takedowns; read by article ingest, which refuses blocked URLs with 451. A block
+names the takedown that holds it; when that request ends without removal (withdrawn,
+rejected) the block passes to another request that still wants it, or is lifted."""
 
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 
 from app.articles.urls import domain_and_parents, source_domain
-from app.takedowns.models import Block
+from app.db import insert_for
+from app.errors import Conflict, NotFound
+from app.takedowns import audit
+from app.takedowns.models import Block, Takedown, TakedownStatus, TakedownTarget, TargetKind
+
+B = Block.__table__  # type: ignore[attr-defined]
+
+# Requests whose blocks are in effect: queued ones (once filed or approved) and those that ran.
+HOLDING_STATUSES = (TakedownStatus.queued, TakedownStatus.executing, TakedownStatus.completed)
 
 
 def blocking_rules(canonical_urls: Iterable[str]) -> tuple[set[str], set[str]]:
@@ -47,19 +57,166 @@ def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str
 
 def add_block(
     *, session: Session, kind: str, value: str, takedown_id: str | None, now: datetime
-) -> Block:
-    """Block a canonical URL (`url`) or a domain and its subdomains (`domain`); idempotent,
-    and re-activates a block that was lifted."""
+) -> tuple[Block, bool]:
+    """Block a canonical URL (`url`) or a domain and its subdomains (`domain`). Idempotent and
+    safe when two requests block one value at once; re-activates a lifted block. Returns the
+    block and whether this call made it active."""
+    insert = insert_for(session)
+    created = session.execute(
+        insert(B)
+        .values(kind=kind, value=value, takedown_id=takedown_id, created_at=now)
+        .on_conflict_do_nothing(index_elements=["kind", "value"])
+        .returning(B.c.id)
+    ).scalar()
+    activated = created is not None
+    if not activated:
+        reactivated = session.execute(
+            update(B)
+            .where(B.c.kind == kind, B.c.value == value, B.c.lifted_at.is_not(None))
+            .values(lifted_at=None, lifted_by=None, takedown_id=takedown_id, created_at=now)
+        )
+        activated = reactivated.rowcount == 1  # type: ignore[attr-defined]
     block = session.scalars(
-        select(Block).where(col(Block.kind) == kind, col(Block.value) == value)
+        select(Block)
+        .where(col(Block.kind) == kind, col(Block.value) == value)
+        .execution_options(populate_existing=True)
+    ).one()
+    return block, activated
+
+
+def block_takedown(
+    *,
+    session: Session,
+    takedown_id: str,
+    urls: Iterable[str],
+    domain: str | None,
+    actor: str,
+    now: datetime,
+) -> int:
+    """Put a request's URLs and domain on the block list (audited). Returns blocks made active."""
+    values = [("url", url) for url in sorted(set(urls))]
+    if domain is not None:
+        values.append(("domain", domain))
+    activated = 0
+    for kind, value in values:
+        block, active_now = add_block(
+            session=session, kind=kind, value=value, takedown_id=takedown_id, now=now
+        )
+        if active_now:
+            activated += 1
+            audit.record(
+                session=session,
+                action=audit.Action.blocked,
+                actor=actor,
+                now=now,
+                takedown_id=takedown_id,
+                block_id=block.id,
+                reason=f"{kind} {value}",
+            )
+    return activated
+
+
+def _successor(session: Session, block: Block, ending: str) -> str | None:
+    """Another request whose blocks are in effect and that names the same URL or domain."""
+    if block.kind == "domain":
+        query = select(col(Takedown.id)).where(col(Takedown.domain) == block.value)
+    else:
+        query = (
+            select(col(Takedown.id))
+            .join(TakedownTarget, col(TakedownTarget.takedown_id) == col(Takedown.id))
+            .where(
+                col(TakedownTarget.kind) != TargetKind.domain.value,
+                col(TakedownTarget.canonical_url) == block.value,
+            )
+        )
+    query = query.where(col(Takedown.id) != ending, col(Takedown.status).in_(HOLDING_STATUSES))
+    return session.scalars(query.order_by(col(Takedown.received_at)).limit(1)).first()
+
+
+def release_takedown_blocks(
+    *, session: Session, takedown_id: str, actor: str, now: datetime
+) -> int:
+    """A request ended without removal: each block it holds passes to another request that
+    still wants it, or is lifted (audited). Returns the blocks lifted."""
+    held = session.scalars(
+        select(Block).where(col(Block.takedown_id) == takedown_id, col(Block.lifted_at).is_(None))
+    ).all()
+    lifted = 0
+    for block in held:
+        successor = _successor(session, block, takedown_id)
+        if successor is not None:
+            block.takedown_id = successor
+            audit.record(
+                session=session,
+                action=audit.Action.blocked,
+                actor=actor,
+                now=now,
+                takedown_id=successor,
+                block_id=block.id,
+                reason=f"{block.kind} {block.value}: kept for this request after "
+                f"request {takedown_id} ended",
+            )
+            continue
+        block.lifted_at = now
+        block.lifted_by = actor
+        lifted += 1
+        audit.record(
+            session=session,
+            action=audit.Action.block_lifted,
+            actor=actor,
+            now=now,
+            takedown_id=takedown_id,
+            block_id=block.id,
+            reason=f"request {takedown_id} ended without removal",
+        )
+    session.flush()
+    return lifted
+
+
+def lift_block(
+    *, session: Session, block_id: int, actor: str, reason: str | None, now: datetime
+) -> Block:
+    """An operator lifts a block (audited); 409 when it is lifted already. Removed articles
+    stay removed: ingest refuses their URLs whatever the block list says."""
+    lifted = session.execute(
+        update(B)
+        .where(B.c.id == block_id, B.c.lifted_at.is_(None))
+        .values(lifted_at=now, lifted_by=actor)
+    )
+    block = session.scalars(
+        select(Block).where(col(Block.id) == block_id).execution_options(populate_existing=True)
     ).first()
     if block is None:
-        block = Block(kind=kind, value=value, takedown_id=takedown_id, created_at=now)
-        session.add(block)
-    elif block.lifted_at is not None:
-        block.lifted_at = None
-        block.lifted_by = None
-        block.takedown_id = takedown_id
-        block.created_at = now
-    session.flush()
+        raise NotFound(f"No block with id {block_id}.")
+    if lifted.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict(f"Block {block_id} was lifted already.")
+    audit.record(
+        session=session,
+        action=audit.Action.block_lifted,
+        actor=actor,
+        now=now,
+        takedown_id=block.takedown_id,
+        block_id=block.id,
+        reason=reason or "lifted by an operator",
+    )
     return block
+
+
+def list_blocks(
+    *,
+    session: Session,
+    active: bool | None,
+    kind: str | None,
+    after_id: int | None,
+    limit: int,
+) -> list[Block]:
+    """Blocks oldest first, keyset-paged on id."""
+    query = select(Block)
+    if active is not None:
+        lifted = col(Block.lifted_at)
+        query = query.where(lifted.is_(None) if active else lifted.is_not(None))
+    if kind is not None:
+        query = query.where(col(Block.kind) == kind)
+    if after_id is not None:
+        query = query.where(col(Block.id) > after_id)
+    return list(session.scalars(query.order_by(col(Block.id)).limit(limit)))

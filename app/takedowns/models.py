@@ -19,6 +19,30 @@ class TakedownStatus(StrEnum):
     withdrawn = "withdrawn"
 
 
+# Requests still to be carried out or decided: past due_at, these are overdue.
+OPEN_STATUSES = frozenset(
+    {
+        TakedownStatus.received,
+        TakedownStatus.queued,
+        TakedownStatus.escalated,
+        TakedownStatus.executing,
+    }
+)
+
+
+class TargetKind(StrEnum):
+    article_id = "article_id"  # our article id, or our public article URL
+    source_url = "source_url"  # an original URL, matched after normalisation
+    domain = "domain"  # a whole publisher domain
+
+
+class TargetState(StrEnum):
+    pending = "pending"  # waiting for removal (or for a decision)
+    removed = "removed"  # the article is gone (now or by an earlier takedown)
+    blocked = "blocked"  # nothing to remove; the URL or domain is blocked from ingest
+    cancelled = "cancelled"  # withdrawn or rejected before removal
+
+
 class Reason(StrEnum):
     copyright = "copyright"
     owner_request = "owner_request"
@@ -61,24 +85,27 @@ class Takedown(SQLModel, table=True):
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     decided_by: str | None = Field(default=None, sa_type=String(100))
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # Set once, when an open request is first found past due_at (an SLA breach).
+    breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TakedownTarget(SQLModel, table=True):
-    """One named target of a request and what it resolved to."""
+    """A named target of a request and one article it resolved to: one row per (target,
+    article); a target that resolved to no article (or a domain) has a row without one."""
 
     __tablename__ = "takedown_targets"
-    __table_args__ = (UniqueConstraint("takedown_id", "position"),)
+    __table_args__ = (UniqueConstraint("takedown_id", "position", "article_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     takedown_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False, index=True)
+        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False)
     )
-    position: int
+    position: int  # the target's place in the request; the domain comes after the targets
     input: str = Field(sa_type=String(2048))
-    kind: str = Field(sa_type=String(20))  # article_id | article_url | source_url
+    kind: str = Field(sa_type=String(20))  # TargetKind
     canonical_url: str | None = Field(default=None, sa_type=String(2048))
     article_id: int | None = Field(default=None)
-    state: str = Field(sa_type=String(20))
+    state: str = Field(sa_type=String(20))  # TargetState
 
 
 class Block(SQLModel, table=True):
@@ -91,7 +118,8 @@ class Block(SQLModel, table=True):
     kind: str = Field(sa_type=String(10))  # url | domain
     value: str = Field(sa_type=String(2048))
     takedown_id: str | None = Field(
-        default=None, sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True)
+        default=None,
+        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True, index=True),
     )
     created_at: datetime = Field(sa_type=UTCDateTime)
     lifted_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("decided_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("decided_by", sa.String(length=100), nullable=True),
         sa.Column("completed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("breached_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_takedowns")),
     )
     with op.batch_alter_table("takedowns", schema=None) as batch_op:
@@ -68,13 +69,12 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_takedown_targets")),
         sa.UniqueConstraint(
-            "takedown_id", "position", name=op.f("uq_takedown_targets_takedown_id_position")
+            "takedown_id",
+            "position",
+            "article_id",
+            name=op.f("uq_takedown_targets_takedown_id_position_article_id"),
         ),
     )
-    with op.batch_alter_table("takedown_targets", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_takedown_targets_takedown_id"), ["takedown_id"], unique=False
-        )
     op.create_table(
         "blocks",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -90,6 +90,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_blocks")),
         sa.UniqueConstraint("kind", "value", name=op.f("uq_blocks_kind_value")),
     )
+    with op.batch_alter_table("blocks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_blocks_takedown_id"), ["takedown_id"], unique=False)
     op.create_table(
         "audit_events",
         sa.Column("id", sa.Integer(), nullable=False),

@@ -1,0 +1,104 @@
+"""Prometheus metrics of the removal queue.
+
+Gauges describe the whole queue (read from the database before each scrape, so they are
+right whichever processes run the removals); counters count what one process's runners did.
+"""
+
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Engine
+
+from app.clock import Clock
+from app.db import new_session
+from app.scheduler.models import JobStatus
+from app.scheduler.queue import queue_stats
+
+NEAR_DEADLINE = timedelta(hours=1)
+
+
+class QueueGauges:
+    """The queue as the database has it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows = Gauge(
+            "byline_removal_queue_rows",
+            "Removal rows queued, running, or failed (failed rows need an operator).",
+            ["status"],
+            registry=registry,
+        )
+        self.due = Gauge(
+            "byline_removal_queue_depth",
+            "Removal rows due now and waiting to be claimed.",
+            registry=registry,
+        )
+        self.held = Gauge(
+            "byline_removal_queue_held_rows",
+            "Queued removal rows held for an operator's review (no run time yet).",
+            registry=registry,
+        )
+        self.oldest_due_age = Gauge(
+            "byline_removal_oldest_due_age_seconds",
+            "How long the oldest due removal row has waited since its run time.",
+            registry=registry,
+        )
+        self.past_deadline = Gauge(
+            "byline_removal_past_deadline_rows",
+            "Removal rows not done whose 24-hour deadline has passed.",
+            registry=registry,
+        )
+        self.near_deadline = Gauge(
+            "byline_removal_near_deadline_rows",
+            "Removal rows not done whose deadline is less than an hour away.",
+            registry=registry,
+        )
+
+    def refresh(self, *, engine: Engine, clock: Clock) -> None:
+        """Read the gauges from the database."""
+        with new_session(engine) as session:
+            stats = queue_stats(session=session, now=clock.now(), warn_within=NEAR_DEADLINE)
+        for status in (JobStatus.queued, JobStatus.running, JobStatus.failed):
+            self.rows.labels(status.value).set(getattr(stats, status.value))
+        self.due.set(stats.due)
+        self.held.set(stats.held)
+        self.oldest_due_age.set(stats.oldest_due_age_seconds)
+        self.past_deadline.set(stats.past_deadline)
+        self.near_deadline.set(stats.near_deadline)
+
+
+class RunnerCounters:
+    """What this process's runners did."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.executions = Counter(
+            "byline_removal_executions_total",
+            "Removal rows executed by this process's runners, by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.failures = Counter(
+            "byline_removal_failures_total",
+            "Removal tries that raised in this process's runners (retried or failed).",
+            registry=registry,
+        )
+
+    def count(self, outcomes: Iterable[str]) -> None:
+        for outcome in outcomes:
+            self.executions.labels(outcome).inc()
+            if outcome in ("retried", "failed"):
+                self.failures.inc()
+
+
+def install_removal_metrics(
+    *,
+    registry: CollectorRegistry,
+    refreshers: list[Callable[[], None]],
+    engine: Engine,
+    clock: Clock,
+) -> RunnerCounters:
+    """Register the queue's gauges (refreshed before every scrape) and the runner's counters;
+    the counters, for the embedded runner."""
+    gauges = QueueGauges(registry)
+    refreshers.append(lambda: gauges.refresh(engine=engine, clock=clock))
+    return RunnerCounters(registry)

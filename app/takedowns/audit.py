@@ -1,0 +1,71 @@
+"""The append-only audit log: one row per transition. Nothing here updates or deletes."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from app.takedowns.models import AuditEvent
+
+
+class Action(StrEnum):
+    filed = "filed"
+    queued = "queued"
+    escalated = "escalated"
+    approved = "approved"
+    rejected = "rejected"
+    withdrawn = "withdrawn"
+    executing = "executing"
+    removed = "removed"
+    completed = "completed"
+    breached = "sla_breached"
+    blocked = "blocked"
+    block_lifted = "block_lifted"
+
+
+# Actors that are not an operator's key name.
+CLAIMANT = "claimant"
+POLICY = "policy"
+SCHEDULER = "scheduler"
+
+
+def record(
+    *,
+    session: Session,
+    action: Action,
+    actor: str,
+    now: datetime,
+    takedown_id: str | None = None,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    article_id: int | None = None,
+    block_id: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Append one audit row."""
+    session.add(
+        AuditEvent(
+            at=now,
+            actor=actor,
+            action=action.value,
+            takedown_id=takedown_id,
+            article_id=article_id,
+            block_id=block_id,
+            from_status=from_status,
+            to_status=to_status,
+            reason=reason,
+        )
+    )
+
+
+def list_events(
+    *, session: Session, takedown_id: str | None, after_id: int | None, limit: int
+) -> list[AuditEvent]:
+    """Audit rows in the order they were written, keyset-paged on id."""
+    query = select(AuditEvent)
+    if takedown_id is not None:
+        query = query.where(col(AuditEvent.takedown_id) == takedown_id)
+    if after_id is not None:
+        query = query.where(col(AuditEvent.id) > after_id)
+    return list(session.scalars(query.order_by(col(AuditEvent.id)).limit(limit)))

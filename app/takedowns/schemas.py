@@ -1,0 +1,354 @@
+"""What rights holders send and see, and what operators see."""
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from app.articles.sanitise import plain_text
+from app.articles.schemas import HttpUrl, UtcDatetime
+from app.db import MAX_ROW_ID
+from app.takedowns.models import AuditEvent, Block, Reason, Takedown, TakedownStatus, TargetState
+from app.takedowns.policy import registrable_domain
+from app.takedowns.targets import TargetView
+
+MAX_TARGETS = 100
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LOCAL_PART = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}$")
+
+
+def _host_name(value: str) -> str | None:
+    """A lower-case ASCII host name of at least two labels, or None."""
+    host = value.strip().rstrip(".").lower()
+    try:
+        host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError:
+        return None
+    labels = host.split(".")
+    if len(host) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels):
+        return None
+    return host
+
+
+def _email(value: str) -> str:
+    # Messages never repeat the value: e-mail addresses are personal data.
+    local, at, domain = value.strip().rpartition("@")
+    host = _host_name(domain) if at else None
+    if not _LOCAL_PART.match(local) or host is None:
+        raise ValueError("must be an e-mail address such as legal@publisher.example")
+    return f"{local}@{host}"
+
+
+def _domain(value: str) -> str:
+    host = _host_name(value)
+    if host is None:
+        raise ValueError("must be a domain name such as publisher.example (no scheme, no path)")
+    host = host.removeprefix("www.")
+    if registrable_domain(host) is None:
+        raise ValueError("is a public suffix shared by many owners; name your own domain")
+    return host
+
+
+def _text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    value = plain_text(value)
+    if not value:
+        raise ValueError("must contain text")
+    return value
+
+
+def _target(value: object) -> int | str:
+    # One validator rather than a union, so that an error names `targets.N`, nothing more.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 1 <= value <= MAX_ROW_ID:
+            raise ValueError("an article id is a positive integer")
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an article id or a URL")
+    value = value.strip()
+    if not value or len(value) > 2048 or "\x00" in value:
+        raise ValueError("must be an article id or a URL of at most 2048 characters")
+    return value
+
+
+def _stated(value: bool) -> bool:
+    if value is not True:
+        raise ValueError("must be true: the request cannot be filed without this statement")
+    return value
+
+
+PersonText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_text)]
+LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_text)]
+Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
+Domain = Annotated[str, StringConstraints(max_length=255), AfterValidator(_domain)]
+Statement = Annotated[bool, AfterValidator(_stated)]
+Target = Annotated[int | str, BeforeValidator(_target)]
+
+
+class ClaimantIn(BaseModel):
+    """Who asks. Personal data: shown to operators only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: PersonText
+    email: Email
+    organization: PersonText | None = None
+    role: Literal["owner", "agent"]
+    acting_for: PersonText | None = Field(
+        default=None, description="Required for agents: the rights holder they act for."
+    )
+
+    @model_validator(mode="after")
+    def _agent_names_principal(self) -> "ClaimantIn":
+        if self.role == "agent" and self.acting_for is None:
+            raise ValueError("acting_for is required when role is agent")
+        return self
+
+
+class TakedownIn(BaseModel):
+    """A takedown request. Targets are our article ids, our public article URLs, or original
+    source URLs; `domain` asks to stop republishing a whole publisher domain."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    claimant: ClaimantIn
+    reason: Reason
+    targets: list[Target] = Field(default_factory=list, max_length=MAX_TARGETS)
+    domain: Domain | None = None
+    original_url: HttpUrl | None = Field(
+        default=None, description="Where the claimant's original was published."
+    )
+    original_published_at: UtcDatetime | None = Field(
+        default=None, description="When the original was published, as the claimant states."
+    )
+    explanation: LongText
+    good_faith: Statement = Field(
+        description="I believe in good faith that the use is not authorised."
+    )
+    accurate: Statement = Field(description="The information in this request is accurate.")
+    signature: PersonText
+
+    @model_validator(mode="after")
+    def _names_something(self) -> "TakedownIn":
+        if not self.targets and self.domain is None:
+            raise ValueError(f"name 1 to {MAX_TARGETS} targets, or a domain")
+        if self.original_published_at is not None and self.original_url is None:
+            raise ValueError("original_published_at needs the original_url it dates")
+        return self
+
+
+class TargetPublic(BaseModel):
+    input: str = Field(description="The target as the claimant named it.")
+    article_ids: list[int]
+    state: TargetState
+
+    @classmethod
+    def of(cls, view: TargetView) -> "TargetPublic":
+        return cls(input=view.input, article_ids=view.article_ids, state=view.state)
+
+
+class TakedownFiled(BaseModel):
+    """The answer to a filing. `status_token` is shown once; a duplicate filing answers the
+    existing request without it."""
+
+    id: str
+    status: TakedownStatus
+    received_at: datetime
+    due_at: datetime
+    status_token: str | None = Field(
+        description="The secret to follow or withdraw the request; shown only when filed."
+    )
+    status_url: str
+    duplicate: bool = Field(description="True when this repeats a request filed in the last 24h.")
+    targets: list[TargetPublic]
+
+
+class DecisionPublic(BaseModel):
+    outcome: Literal["approved", "rejected"]
+    statement_of_reasons: str | None
+    decided_at: datetime
+
+    @classmethod
+    def of(cls, takedown: Takedown) -> "DecisionPublic | None":
+        if takedown.decision not in ("approved", "rejected") or takedown.decided_at is None:
+            return None
+        return cls(
+            outcome=takedown.decision,
+            statement_of_reasons=takedown.decision_reason,
+            decided_at=takedown.decided_at,
+        )
+
+
+class TakedownPublic(BaseModel):
+    """What the claimant sees with the token: never anyone's personal data."""
+
+    id: str
+    status: TakedownStatus
+    reason: Reason
+    domain: str | None
+    received_at: datetime
+    due_at: datetime
+    completed_at: datetime | None
+    decision: DecisionPublic | None
+    targets: list[TargetPublic]
+
+    @classmethod
+    def of(cls, takedown: Takedown, targets: list[TargetView]) -> "TakedownPublic":
+        return cls(
+            id=takedown.id,
+            status=TakedownStatus(takedown.status),
+            reason=Reason(takedown.reason),
+            domain=takedown.domain,
+            received_at=takedown.received_at,
+            due_at=takedown.due_at,
+            completed_at=takedown.completed_at,
+            decision=DecisionPublic.of(takedown),
+            targets=[TargetPublic.of(view) for view in targets],
+        )
+
+
+class ClaimantPublic(BaseModel):
+    name: str
+    email: str
+    organization: str | None
+    role: str
+    acting_for: str | None
+
+    @classmethod
+    def of(cls, takedown: Takedown) -> "ClaimantPublic":
+        return cls(
+            name=takedown.claimant_name,
+            email=takedown.claimant_email,
+            organization=takedown.claimant_organization,
+            role=takedown.claimant_role,
+            acting_for=takedown.claimant_acting_for,
+        )
+
+
+class TakedownSummary(BaseModel):
+    id: str
+    status: TakedownStatus
+    reason: Reason
+    claimant: ClaimantPublic
+    domain: str | None
+    received_at: datetime
+    due_at: datetime
+    run_at: datetime | None
+    completed_at: datetime | None
+    overdue: bool = Field(description="Still open after due_at.")
+    breached_at: datetime | None
+    escalation_reason: str | None
+
+    @classmethod
+    def of(cls, takedown: Takedown, *, overdue: bool) -> "TakedownSummary":
+        return cls(**_summary_fields(takedown, overdue))
+
+
+def _summary_fields(takedown: Takedown, overdue: bool) -> dict[str, Any]:
+    return {
+        "id": takedown.id,
+        "status": TakedownStatus(takedown.status),
+        "reason": Reason(takedown.reason),
+        "claimant": ClaimantPublic.of(takedown),
+        "domain": takedown.domain,
+        "received_at": takedown.received_at,
+        "due_at": takedown.due_at,
+        "run_at": takedown.run_at,
+        "completed_at": takedown.completed_at,
+        "overdue": overdue,
+        "breached_at": takedown.breached_at,
+        "escalation_reason": takedown.escalation_reason,
+    }
+
+
+class TakedownAdmin(TakedownSummary):
+    explanation: str
+    signature: str
+    original_url: str | None
+    original_published_at: datetime | None
+    decision: DecisionPublic | None
+    decided_by: str | None
+    open_removals: int = Field(description="Removal rows still queued or running.")
+    targets: list[TargetPublic]
+
+    @classmethod
+    def detail(
+        cls, takedown: Takedown, *, overdue: bool, open_removals: int, targets: list[TargetView]
+    ) -> "TakedownAdmin":
+        return cls(
+            **_summary_fields(takedown, overdue),
+            explanation=takedown.explanation,
+            signature=takedown.signature,
+            original_url=takedown.original_url,
+            original_published_at=takedown.original_published_at,
+            decision=DecisionPublic.of(takedown),
+            decided_by=takedown.decided_by,
+            open_removals=open_removals,
+            targets=[TargetPublic.of(view) for view in targets],
+        )
+
+
+class TakedownsAdmin(BaseModel):
+    items: list[TakedownSummary]
+    next_cursor: str | None
+
+
+class RejectIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: LongText = Field(description="The statement of reasons, shown to the claimant.")
+
+
+class EscalateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: LongText | None = None
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    takedown_id: str | None
+    article_id: int | None
+    block_id: int | None
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> "AuditEventPublic":
+        return cls.model_validate(event, from_attributes=True)
+
+
+class AuditEventsPublic(BaseModel):
+    items: list[AuditEventPublic]
+    next_cursor: str | None
+
+
+class BlockPublic(BaseModel):
+    id: int
+    kind: Literal["url", "domain"]
+    value: str
+    takedown_id: str | None
+    created_at: datetime
+    lifted_at: datetime | None
+    lifted_by: str | None
+
+    @classmethod
+    def of(cls, block: Block) -> "BlockPublic":
+        return cls.model_validate(block, from_attributes=True)
+
+
+class BlocksPublic(BaseModel):
+    items: list[BlockPublic]
+    next_cursor: str | None

@@ -1,0 +1,238 @@
+"""What a request names, resolved to our articles: ids, our public article URLs, original
+source URLs (matched after normalisation) and whole domains."""
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from app.articles import service as articles
+from app.articles.service import ArticleFacts
+from app.articles.urls import InvalidUrl, normalise_url
+from app.db import MAX_ROW_ID
+from app.errors import FieldError, InvalidInput
+from app.takedowns.models import TakedownTarget, TargetKind, TargetState
+
+# Paths of our public article URLs, after BYLINE_PUBLIC_BASE_URL.
+_ARTICLE_PATHS = (
+    re.compile(r"^/v1/articles/(?P<id>[0-9]+)/?$"),
+    re.compile(r"^/v1/articles/by-slug/(?P<slug>[A-Za-z0-9-]+)/?$"),
+    re.compile(r"^/articles/(?:(?P<id>[0-9]+)|(?P<slug>[A-Za-z0-9-]+))/?$"),
+)
+# Article ids per query when resolving a domain, well under what one statement may bind.
+_FACTS_SLICE = 5000
+
+
+def _article_id(raw: int | str) -> int:
+    article_id = int(raw)
+    if not 1 <= article_id <= MAX_ROW_ID:
+        raise ValueError("names no article of ours")
+    return article_id
+
+
+@dataclass(frozen=True)
+class NamedTarget:
+    """A target as parsed, before the database is asked: exactly one field is set."""
+
+    article_id: int | None = None
+    slug: str | None = None
+    canonical_url: str | None = None
+
+
+def parse_target(raw: int | str, public_base_url: str) -> NamedTarget:
+    """Our article id, our public article URL, or an original URL. Raises ValueError."""
+    if isinstance(raw, int) or (raw.isascii() and raw.isdigit()):
+        return NamedTarget(article_id=_article_id(raw))
+    try:
+        canonical = normalise_url(raw)
+    except InvalidUrl as exc:
+        raise ValueError(f"must be an article id or an absolute http(s) URL: {exc}") from None
+    ours = urlsplit(normalise_url(public_base_url))
+    named = urlsplit(canonical)
+    base_path = ours.path.rstrip("/")
+    if named.netloc != ours.netloc or not (named.path + "/").startswith(base_path + "/"):
+        return NamedTarget(canonical_url=canonical)
+    path = named.path[len(base_path) :]
+    for pattern in _ARTICLE_PATHS:
+        match = pattern.match(path)
+        if match:
+            groups = match.groupdict()
+            if groups.get("id"):
+                return NamedTarget(article_id=_article_id(groups["id"]))
+            return NamedTarget(slug=groups["slug"])
+    raise ValueError("is one of our URLs but not an article's (use /v1/articles/{id})")
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """One target and the article it names (None: nothing we have, or a domain)."""
+
+    position: int
+    input: str
+    kind: TargetKind
+    canonical_url: str | None
+    article_id: int | None
+
+
+@dataclass
+class Resolution:
+    """A request's targets resolved, with the facts policy needs of every article named."""
+
+    targets: list[ResolvedTarget]
+    facts: dict[int, ArticleFacts] = field(default_factory=dict)
+
+    @property
+    def live_facts(self) -> list[ArticleFacts]:
+        return [f for f in self.facts.values() if f.removed_at is None]
+
+    def identity(self) -> list[str]:
+        """What the request asks for, independent of how it was spelled."""
+        # An article is named by its canonical URL, so that its id, our URL for it and its
+        # original URL are one target, before and after we ingest it.
+        return sorted(
+            {
+                f"domain:{target.input}"
+                if target.kind == TargetKind.domain
+                else f"url:{target.canonical_url}"
+                for target in self.targets
+            }
+        )
+
+
+def resolve_targets(
+    *, session: Session, targets: Sequence[int | str], domain: str | None, public_base_url: str
+) -> Resolution:
+    """Resolve every target (422 naming each one we cannot read or that names an article of
+    ours that does not exist) and the domain's live articles."""
+    named: dict[int, NamedTarget] = {}
+    errors = []
+    for position, raw in enumerate(targets):
+        try:
+            named[position] = parse_target(raw, public_base_url)
+        except ValueError as exc:
+            errors.append(FieldError(field=f"targets.{position}", message=str(exc)))
+    if errors:
+        raise InvalidInput(errors)
+    by_slug = articles.find_articles_by_slugs(
+        session=session, slugs=[t.slug for t in named.values() if t.slug]
+    )
+    by_url = articles.find_articles_by_canonical_urls(
+        session=session, canonical_urls=[t.canonical_url for t in named.values() if t.canonical_url]
+    )
+    ids: dict[int, int | None] = {}
+    for position, target in named.items():
+        if target.slug is not None:
+            ids[position] = by_slug.get(target.slug)
+        elif target.canonical_url is not None:
+            ids[position] = by_url.get(target.canonical_url)
+        else:
+            ids[position] = target.article_id
+    domain_ids = (
+        articles.find_live_article_ids_in_domain(session=session, domain=domain) if domain else []
+    )
+    facts = _facts(session, [i for i in ids.values() if i is not None] + domain_ids)
+    resolved = []
+    for position, target in named.items():
+        article_id = ids[position]
+        if target.canonical_url is None and article_id not in facts:
+            errors.append(
+                FieldError(field=f"targets.{position}", message="names no article of ours")
+            )
+            continue
+        resolved.append(
+            ResolvedTarget(
+                position=position,
+                input=str(targets[position]),
+                kind=TargetKind.source_url if target.canonical_url else TargetKind.article_id,
+                canonical_url=facts[article_id].canonical_url
+                if article_id is not None
+                else target.canonical_url,
+                article_id=article_id,
+            )
+        )
+    if errors:
+        raise InvalidInput(errors)
+    if domain is not None:
+        position = len(targets)
+        resolved.append(ResolvedTarget(position, domain, TargetKind.domain, None, None))
+        resolved.extend(
+            ResolvedTarget(position, domain, TargetKind.domain, None, article_id)
+            for article_id in domain_ids
+        )
+    return Resolution(targets=resolved, facts=facts)
+
+
+def _facts(session: Session, article_ids: list[int]) -> dict[int, ArticleFacts]:
+    facts: dict[int, ArticleFacts] = {}
+    for start in range(0, len(article_ids), _FACTS_SLICE):
+        slice_ = article_ids[start : start + _FACTS_SLICE]
+        facts.update(articles.article_facts(session=session, article_ids=slice_))
+    return facts
+
+
+def target_rows(*, takedown_id: str, resolution: Resolution) -> list[TakedownTarget]:
+    """Rows for a new request; articles removed before it are `removed` already."""
+    return [
+        TakedownTarget(
+            takedown_id=takedown_id,
+            position=target.position,
+            input=target.input,
+            kind=target.kind.value,
+            canonical_url=target.canonical_url,
+            article_id=target.article_id,
+            state=(
+                TargetState.removed
+                if target.article_id is not None
+                and resolution.facts[target.article_id].removed_at is not None
+                else TargetState.pending
+            ).value,
+        )
+        for target in resolution.targets
+    ]
+
+
+def targets_of(*, session: Session, takedown_id: str) -> list[TakedownTarget]:
+    return list(
+        session.scalars(
+            select(TakedownTarget)
+            .where(col(TakedownTarget.takedown_id) == takedown_id)
+            .order_by(col(TakedownTarget.position), col(TakedownTarget.id))
+        )
+    )
+
+
+@dataclass(frozen=True)
+class TargetView:
+    """A target as the claimant named it: the articles it resolved to and where it stands."""
+
+    input: str
+    article_ids: list[int]
+    state: TargetState
+
+
+# A target with several articles (a domain) stands where its least advanced article stands.
+_STATE_ORDER = (TargetState.pending, TargetState.cancelled, TargetState.removed)
+
+
+def target_views(rows: Sequence[TakedownTarget]) -> list[TargetView]:
+    """Rows grouped back into the targets the claimant named."""
+    by_position: dict[int, list[TakedownTarget]] = {}
+    for row in rows:
+        by_position.setdefault(row.position, []).append(row)
+    views = []
+    for position in sorted(by_position):
+        group = by_position[position]
+        with_article = [row for row in group if row.article_id is not None]
+        states = {TargetState(row.state) for row in (with_article or group)}
+        state = next((s for s in _STATE_ORDER if s in states), TargetState.blocked)
+        views.append(
+            TargetView(
+                input=group[0].input,
+                article_ids=sorted({row.article_id for row in with_article if row.article_id}),
+                state=state,
+            )
+        )
+    return views

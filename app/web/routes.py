@@ -1,0 +1,213 @@
+"""The rights holders' pages: the takedown form and the status page. They work without
+JavaScript and go through the same service functions as `/v1/takedowns`: one set of rules,
+one rate limit. This module only turns form posts into service calls and results into pages.
+"""
+
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from app.config import Settings
+from app.db import ReadSessionDep, WriteSessionDep
+from app.errors import InvalidInput, NotFound, ProblemError
+from app.takedowns import service
+from app.takedowns.models import OPEN_STATUSES, TakedownStatus
+from app.takedowns.schemas import MAX_TARGETS, TakedownPublic
+from app.web import pages
+from app.web.csrf import CsrfGuard
+from app.web.forms import (
+    FormErrors,
+    TakedownFormFields,
+    errors_from_problem,
+    errors_from_validation,
+)
+
+router = APIRouter(include_in_schema=False)
+
+# The one header of a refused filing that the page passes on.
+_PASSED_ON_HEADERS = ("Retry-After",)
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _guard(request: Request) -> CsrfGuard:
+    return CsrfGuard.from_settings(_settings(request))
+
+
+def _client_address(request: Request) -> str:
+    # The key the JSON endpoint counts filings under, so both share one rate limit.
+    return request.client.host if request.client else "unknown"
+
+
+def _status_path(takedown_id: str, token: str) -> str:
+    return f"/takedown/{quote(takedown_id, safe='')}?token={quote(token, safe='')}"
+
+
+def _form_page(
+    request: Request,
+    *,
+    values: dict[str, str] | None = None,
+    errors: FormErrors | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    token = _guard(request).issue(request)
+    context = {
+        "values": values or TakedownFormFields().shown_again(),
+        "errors": errors or FormErrors(),
+        "csrf_token": token.value,
+        "reasons": [(reason.value, words) for reason, words in pages.REASONS.items()],
+        "statements": pages.STATEMENTS,
+        "review_window": pages.duration_words(_settings(request).takedown_review_window),
+        "max_targets": MAX_TARGETS,
+    }
+    return pages.page("form.html", context, status=status, form_token=token, headers=headers)
+
+
+def _not_found() -> Response:
+    return pages.page("not_found.html", {}, status=404)
+
+
+def _forbidden(back: str) -> Response:
+    return pages.page("forbidden.html", {"back": back}, status=403)
+
+
+@router.get("/static/takedown.css")
+def stylesheet() -> Response:
+    """The pages' only stylesheet, same-origin so the CSP can forbid everything else."""
+    return Response(
+        pages.STYLESHEET,
+        media_type="text/css; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/takedown")
+def takedown_form(request: Request) -> Response:
+    """The takedown form and our removal policy."""
+    return _form_page(request)
+
+
+@router.post("/takedown")
+def file_takedown_form(
+    request: Request,
+    session: WriteSessionDep,
+    form: Annotated[TakedownFormFields, Form()],
+) -> Response:
+    """File a takedown from the form; errors re-show the form with the input kept."""
+    if not _guard(request).accepts(request, form.csrf_token):
+        return _forbidden("/takedown")
+    values = form.shown_again()
+    try:
+        filing = form.filing()
+    except ValidationError as exc:
+        return _form_page(
+            request, values=values, errors=errors_from_validation(exc, form), status=422
+        )
+    settings = _settings(request)
+    try:
+        filed = service.file_takedown(
+            session=session,
+            filing=filing,
+            client_address=_client_address(request),
+            settings=settings,
+            now=request.app.state.clock.now(),
+        )
+    except ProblemError as exc:
+        # Nothing of a refused filing is kept, exactly as when the JSON endpoint's error
+        # unwinds its session (the page is an answer, not an exception, so undo it here).
+        session.rollback()
+        if isinstance(exc, InvalidInput):
+            errors = errors_from_problem(exc.errors or [], form)
+        else:
+            errors = FormErrors(general=[exc.detail])
+        headers = {name: exc.headers[name] for name in _PASSED_ON_HEADERS if name in exc.headers}
+        return _form_page(request, values=values, errors=errors, status=exc.status, headers=headers)
+    takedown = TakedownPublic.of(filed.takedown, filed.targets)
+    context = {
+        "takedown": takedown,
+        "duplicate": filed.duplicate,
+        "token": filed.token,
+        "status_url": (
+            settings.public_base_url + _status_path(takedown.id, filed.token)
+            if filed.token
+            else None
+        ),
+    }
+    return pages.page("receipt.html", context, status=200 if filed.duplicate else 202)
+
+
+def _status_page(
+    request: Request,
+    session: Session,
+    *,
+    takedown_id: str,
+    token: str,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    takedown = service.get_for_claimant(session=session, takedown_id=takedown_id, token=token)
+    view = TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
+    form_token = _guard(request).issue(request)
+    context = {
+        "takedown": view,
+        "token": token,
+        "csrf_token": form_token.value,
+        # Withdrawal is possible until the first removal moves the request to executing;
+        # the service has the last word (409) if that happened since this page was shown.
+        "can_withdraw": view.status in OPEN_STATUSES and view.status != TakedownStatus.executing,
+        "problem": problem,
+    }
+    return pages.page("status.html", context, status=status, form_token=form_token)
+
+
+@router.get("/takedown/{takedown_id}")
+def takedown_status(
+    takedown_id: str, request: Request, session: ReadSessionDep, token: str = ""
+) -> Response:
+    """Where a request stands, for the holder of its status link."""
+    try:
+        return _status_page(request, session, takedown_id=takedown_id, token=token)
+    except NotFound:
+        return _not_found()
+
+
+@router.post("/takedown/{takedown_id}/withdraw")
+def withdraw_takedown_form(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+    token: Annotated[str, Form()] = "",
+) -> Response:
+    """Withdraw a request from its status page, then show the page again."""
+    if not _guard(request).accepts(request, csrf_token):
+        return _forbidden(_status_path(takedown_id, token))
+    try:
+        service.withdraw_takedown(
+            session=session, takedown_id=takedown_id, token=token, now=request.app.state.clock.now()
+        )
+    except NotFound:
+        session.rollback()
+        return _not_found()
+    except ProblemError as exc:
+        session.rollback()
+        return _status_page(
+            request,
+            session,
+            takedown_id=takedown_id,
+            token=token,
+            problem=exc.detail,
+            status=exc.status,
+        )
+    # See other: reloading the status page must not post the withdrawal again.
+    return RedirectResponse(
+        _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
+    )

@@ -1,0 +1,151 @@
+"""From filing to 451 through the real API: the review window, a verified claimant, withdrawal,
+rejection, escalation, and the scheduler embedded in the API process."""
+
+import threading
+import time
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import new_session, writer
+from app.main import create_app
+from app.scheduler.queue import claim_due_removals
+from tests.scheduler.conftest import MakeRunner
+from tests.scheduler.factories import jobs, removal_audit_counts, removed_article_ids
+from tests.takedowns.factories import file, filing, ingest
+
+UNVERIFIED = {"email": "someone@mail.example"}
+
+
+def test_a_filing_waits_out_the_review_window_then_the_next_tick_removes_it(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    clock: FrozenClock,
+    make_runner: MakeRunner,
+    settings: Settings,
+) -> None:
+    article = ingest(client, ingest_headers)
+    filed_at = clock.now()
+    filed = file(client, filing([article["id"]], claimant=UNVERIFIED))
+    window = settings.takedown_review_window
+    runner = make_runner()
+
+    clock.set(filed_at + window - timedelta(seconds=1))
+    assert runner.run_once(clock.now()).claimed == 0
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 200
+
+    clock.set(filed_at + window)
+    assert runner.run_once(clock.now()).removed == 1
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 451
+    status = client.get(f"/v1/takedowns/{filed['id']}?token={filed['status_token']}").json()
+    assert (status["status"], status["completed_at"]) == ("completed", "2026-01-05T13:00:00Z")
+
+
+def test_a_verified_claimants_filing_is_removed_at_the_next_tick(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    make_runner: MakeRunner,
+) -> None:
+    articles = [ingest(client, ingest_headers, n) for n in (1, 2)]
+    file(client, filing([a["id"] for a in articles]))  # legal@reuters.com, reuters.com articles
+
+    result = make_runner().run_once(clock.advance(timedelta(seconds=5)))
+
+    assert (result.removed, result.completed_takedowns) == (2, 1)
+    assert removal_audit_counts(engine) == {a["id"]: 1 for a in articles}
+    assert client.get("/v1/transparency").json()["time_to_removal"]["median_seconds"] == 5.0
+
+
+def test_withdrawn_and_rejected_filings_remove_nothing(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    make_runner: MakeRunner,
+    admin_headers: dict[str, str],
+    settings: Settings,
+) -> None:
+    first, second = ingest(client, ingest_headers, 1), ingest(client, ingest_headers, 2)
+    withdrawn = file(client, filing([first["id"]], claimant=UNVERIFIED))
+    rejected = file(client, filing([second["id"]], claimant=UNVERIFIED))
+    clock.advance(timedelta(hours=1))
+
+    response = client.post(
+        f"/v1/takedowns/{withdrawn['id']}/withdraw?token={withdrawn['status_token']}"
+    )
+    assert response.status_code == 200, response.text
+    response = client.post(
+        f"/v1/admin/takedowns/{rejected['id']}/reject",
+        json={"reason": "The claimant does not hold the rights."},
+        headers=admin_headers,
+    )
+    assert response.status_code == 200, response.text
+
+    result = make_runner().run_once(clock.advance(settings.takedown_review_window))
+
+    assert result.claimed == 0
+    assert removed_article_ids(engine) == set()
+    assert {job.status for job in jobs(engine)} == {"cancelled"}
+    for article in (first, second):
+        assert client.get(f"/v1/articles/{article['id']}").status_code == 200
+    totals = client.get("/v1/transparency").json()["totals"]
+    assert (totals["withdrawn"], totals["rejected"], totals["completed"]) == (1, 1, 0)
+
+
+def test_a_request_escalated_while_its_row_ran_is_removed_once_approved(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    make_runner: MakeRunner,
+    admin_headers: dict[str, str],
+) -> None:
+    article = ingest(client, ingest_headers)
+    filed = file(client, filing([article["id"]]))
+    runner = make_runner()
+    with new_session(writer(engine)) as session, session.begin():
+        [job] = claim_due_removals(
+            session=session,
+            owner=runner.owner,
+            now=clock.now(),
+            limit=10,
+            lease=timedelta(seconds=60),
+        )
+    escalate = f"/v1/admin/takedowns/{filed['id']}/escalate"
+    assert client.post(escalate, json={}, headers=admin_headers).status_code == 200
+
+    assert runner.execute(job, clock.now()).outcome == "cancelled"
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 200
+
+    approve = f"/v1/admin/takedowns/{filed['id']}/approve"
+    assert client.post(approve, headers=admin_headers).status_code == 200
+    assert runner.run_once(clock.advance(timedelta(seconds=5))).removed == 1
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 451
+    assert removal_audit_counts(engine) == {article["id"]: 1}
+
+
+def test_the_embedded_scheduler_removes_due_rows_and_stops_with_the_app(
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    settings: Settings,
+) -> None:
+    embedded = settings.model_copy(
+        update={"scheduler": "embedded", "scheduler_interval_seconds": 0.05}
+    )
+    app = create_app(embedded, engine=engine, clock=clock)
+    with TestClient(app) as client:
+        article = ingest(client, ingest_headers)
+        file(client, filing([article["id"]]))
+        # The runner thread ticks on its own; wait for it (bounded), never for a fixed time.
+        deadline = time.monotonic() + 20
+        while not removed_article_ids(engine) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert removed_article_ids(engine) == {article["id"]}
+        assert any(t.name == "byline-scheduler" for t in threading.enumerate())
+    assert not any(t.name == "byline-scheduler" for t in threading.enumerate())

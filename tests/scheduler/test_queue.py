@@ -1,0 +1,113 @@
+"""The queue's contract with takedowns, and claims: due rows only, earliest deadline first,
+bounded, and never the same row to two runners."""
+
+import threading
+from datetime import timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.clock import FrozenClock
+from app.db import new_session, writer
+from app.scheduler.queue import (
+    cancel_removals,
+    claim_due_removals,
+    enqueue_removals,
+    open_removal_count,
+    schedule_removals,
+)
+from tests.scheduler.factories import ingest_articles, jobs, make_takedown, queue_takedown
+
+LEASE = timedelta(seconds=60)
+
+
+def test_enqueue_is_idempotent_per_takedown_and_article(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article_ids = ingest_articles(client, ingest_headers, 3)
+    now = clock.now()
+    takedown_id = make_takedown(engine, received_at=now)
+    with new_session(writer(engine)) as session, session.begin():
+        common = {"takedown_id": takedown_id, "deadline_at": now + timedelta(hours=24), "now": now}
+        assert enqueue_removals(session=session, article_ids=article_ids[:2], run_at=now, **common)
+        assert enqueue_removals(
+            session=session, article_ids=[*article_ids, article_ids[0]], run_at=now, **common
+        ) == 1  # fmt: skip
+        assert open_removal_count(session=session, takedown_id=takedown_id) == 3
+    assert [job.article_id for job in jobs(engine)] == article_ids
+    assert {(job.status, job.attempts) for job in jobs(engine)} == {("queued", 0)}
+
+
+def test_held_rows_wait_until_scheduled_and_cancelled_rows_never_run(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article_ids = ingest_articles(client, ingest_headers, 4)
+    now = clock.now()
+    held = queue_takedown(engine, article_ids[:2], received_at=now, run_at=None)
+    doomed = queue_takedown(engine, article_ids[2:], received_at=now, run_at=now)
+    with new_session(writer(engine)) as session, session.begin():
+        assert cancel_removals(session=session, takedown_id=doomed, now=now) == 2
+        assert open_removal_count(session=session, takedown_id=doomed) == 0
+        assert claim_due_removals(session=session, owner="a", now=now, limit=10, lease=LEASE) == []
+        assert schedule_removals(session=session, takedown_id=held, run_at=now) == 2
+        claimed = claim_due_removals(session=session, owner="a", now=now, limit=10, lease=LEASE)
+    assert [job.article_id for job in claimed] == article_ids[:2]
+
+
+def test_claims_take_due_rows_earliest_deadline_first_in_bounded_batches(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article_ids = ingest_articles(client, ingest_headers, 5)
+    now = clock.now()
+    later = queue_takedown(engine, article_ids[:2], received_at=now, run_at=now)
+    sooner = queue_takedown(
+        engine, article_ids[2:4], received_at=now - timedelta(hours=3), run_at=now
+    )
+    queue_takedown(engine, article_ids[4:], received_at=now, run_at=now + timedelta(seconds=1))
+
+    with new_session(writer(engine)) as session, session.begin():
+        first = claim_due_removals(session=session, owner="a", now=now, limit=3, lease=LEASE)
+        second = claim_due_removals(session=session, owner="b", now=now, limit=3, lease=LEASE)
+        third = claim_due_removals(session=session, owner="c", now=now, limit=3, lease=LEASE)
+
+    assert [job.takedown_id for job in first] == [sooner, sooner, later]
+    assert [job.takedown_id for job in second] == [later]
+    assert third == []
+    running = {job.id: job for job in jobs(engine) if job.status == "running"}
+    assert {running[job.id].lease_owner for job in first} == {"a"}
+    assert {running[job.id].lease_expires_at for job in first} == {now + LEASE}
+
+
+def test_concurrent_claims_never_share_a_row(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article_ids = ingest_articles(client, ingest_headers, 200)
+    now = clock.now()
+    for offset in range(0, 200, 20):
+        queue_takedown(engine, article_ids[offset : offset + 20], received_at=now, run_at=now)
+    claims: dict[str, list[int]] = {}
+    start = threading.Barrier(4)
+
+    def claim(owner: str) -> None:
+        start.wait()
+        mine: list[int] = []
+        while True:
+            with new_session(writer(engine)) as session, session.begin():
+                batch = claim_due_removals(
+                    session=session, owner=owner, now=now, limit=7, lease=LEASE
+                )
+            if not batch:
+                break
+            mine.extend(job.id for job in batch)
+        claims[owner] = mine
+
+    threads = [threading.Thread(target=claim, args=(f"runner-{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    claimed = [job_id for mine in claims.values() for job_id in mine]
+    assert len(claimed) == 200 and len(set(claimed)) == 200
+    owners = {job.id: job.lease_owner for job in jobs(engine)}
+    assert all(owners[job_id] == owner for owner, mine in claims.items() for job_id in mine)

@@ -1,0 +1,133 @@
+"""Plain-function factories: articles ingested through the real API, takedown filings, and
+the removals the scheduler would carry out."""
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import Engine, select
+
+from app.clock import FrozenClock
+from app.config import Settings
+from app.db import new_session, writer
+from app.scheduler.runner import RemovalRunner, TickResult
+from app.takedowns.models import AuditEvent, Takedown, TakedownTarget
+from app.takedowns.service import carry_out_removal
+from tests.articles.factories import article_payload
+
+PROBLEM = "application/problem+json"
+CLAIMANT_NAME = "Priya Claimant-Secret"
+CLAIMANT_EMAIL = "legal@reuters.com"
+EXPLANATION = "Confidential: our licence with the aggregator ended on 1 March."
+
+
+def ingest(
+    client: TestClient,
+    headers: dict[str, str],
+    n: int = 1,
+    host: str = "www.reuters.com",
+    **overrides: Any,
+) -> dict[str, Any]:
+    """Ingest article `n` from `host` through the API; its public representation."""
+    payload = article_payload(
+        n,
+        source_url=f"https://{host}/world/story-{n}",
+        publisher={"name": host.removeprefix("www."), "url": f"https://{host}"},
+        **overrides,
+    )
+    response = client.post("/v1/articles", json=payload, headers=headers)
+    assert response.status_code in (200, 201), response.text
+    return response.json()["article"]
+
+
+def ingest_many(
+    client: TestClient, headers: dict[str, str], count: int, host: str = "www.reuters.com"
+) -> list[int]:
+    """Ingest `count` articles from `host` in one batch; their ids."""
+    items = [article_payload(n, source_url=f"https://{host}/world/story-{n}") for n in range(count)]
+    response = client.post("/v1/articles/batch", json={"items": items}, headers=headers)
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+def filing(targets: list[Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """A valid filing body; `claimant` overrides merge into the default claimant."""
+    claimant = {
+        "name": CLAIMANT_NAME,
+        "email": CLAIMANT_EMAIL,
+        "organization": "Reuters",
+        "role": "owner",
+        **overrides.pop("claimant", {}),
+    }
+    body: dict[str, Any] = {
+        "claimant": claimant,
+        "reason": "copyright",
+        "targets": targets if targets is not None else [],
+        "explanation": EXPLANATION,
+        "good_faith": True,
+        "accurate": True,
+        "signature": "P. Claimant",
+    }
+    body.update(overrides)
+    return body
+
+
+def file(client: TestClient, body: dict[str, Any], expect: int = 202) -> dict[str, Any]:
+    response = client.post("/v1/takedowns", json=body)
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status and body["type"].startswith("https://byline.dev/problems/")
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def load(engine: Engine, takedown_id: str) -> Takedown:
+    with new_session(engine) as session:
+        takedown = session.get(Takedown, takedown_id)
+        assert takedown is not None
+        return takedown
+
+
+def article_ids(engine: Engine, takedown_id: str) -> list[int]:
+    with new_session(engine) as session:
+        ids = session.scalars(
+            select(TakedownTarget.article_id).where(  # type: ignore[call-overload]
+                TakedownTarget.takedown_id == takedown_id,
+                TakedownTarget.article_id.is_not(None),  # type: ignore[union-attr]
+            )
+        )
+        return sorted(set(ids))
+
+
+def carry_out(engine: Engine, clock: FrozenClock, takedown_id: str, article_id: int) -> bool:
+    """What the scheduler does for one queued row, in its own transaction."""
+    with new_session(writer(engine)) as session, session.begin():
+        return carry_out_removal(
+            session=session, takedown_id=takedown_id, article_id=article_id, now=clock.now()
+        )
+
+
+def tick(engine: Engine, settings: Settings, clock: FrozenClock) -> TickResult:
+    """One scheduler tick at the clock's time: due removals run."""
+    return RemovalRunner(engine=engine, settings=settings, clock=clock).run_once()
+
+
+def audit_actions(
+    engine: Engine, takedown_id: str
+) -> list[tuple[str, str, str | None, str | None]]:
+    with new_session(engine) as session:
+        events = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.takedown_id == takedown_id)  # type: ignore[arg-type]
+            .order_by(AuditEvent.id)  # type: ignore[arg-type]
+        )
+        return [(e.action, e.actor, e.from_status, e.to_status) for e in events]
