@@ -239,12 +239,13 @@ def _audit(
     )
 
 
-def _locked(session: Session, takedown_id: str) -> Takedown:
-    """The request, its row locked until commit (PostgreSQL; SQLite has one writer)."""
+def _locked(session: Session, takedown_id: str, *, shared: bool = False) -> Takedown:
+    """The request, its row locked until commit (PostgreSQL; SQLite has one writer). A shared
+    lock lets removals of one request run side by side while still excluding decisions."""
     takedown = session.scalars(
         select(Takedown)
         .where(col(Takedown.id) == takedown_id)
-        .with_for_update()
+        .with_for_update(read=shared)
         .execution_options(populate_existing=True)
     ).first()
     if takedown is None:
@@ -549,7 +550,10 @@ def carry_out_removal(
     """Remove one article for a request (in the scheduler's per-row transaction). True when
     removed now; False when it was removed already. 409 when the request no longer allows
     removal (withdrawn, rejected, escalated and not approved)."""
-    takedown = _locked(session, takedown_id)
+    status = session.scalar(select(col(Takedown.status)).where(col(Takedown.id) == takedown_id))
+    # Only the first removal moves the request (exclusive lock); the rest share the row, so
+    # several workers remove one request's articles in parallel.
+    takedown = _locked(session, takedown_id, shared=status != S.queued)
     if takedown.status == S.queued:
         _move(
             session,
