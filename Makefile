@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 POSTGRES_URL ?= $(BYLINE_TEST_POSTGRES_URL)
 
 .PHONY: run test test-sqlite test-postgres lint bench load clean
+.PHONY: bench-tools bench-data bench-reads bench-ingest bench-profile bench-report
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -39,6 +40,47 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app
+
+# Benchmarks (bench/README.md): `make bench` loads BENCH_ROWS articles (default 1,000,000)
+# into SQLite and PostgreSQL if not loaded yet, then measures, profiles and prints the table.
+# `BENCH_ROWS=100000 make bench` is the quick pass. PostgreSQL: BENCH_POSTGRES_URL (the
+# server; the benchmark database byline_bench is created on it).
+BENCH_ROWS ?= 1000000
+BENCH_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+BENCH = BENCH_ROWS=$(BENCH_ROWS) BENCH_POSTGRES_URL=$(BENCH_POSTGRES_URL) $(BIN)/python -m
+DATASETTE_VENV := bench/data/venv-datasette
+
+$(VENV)/.installed-bench: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[bench]'
+	@touch $@
+
+# Datasette, the peer of the read benchmark, in a venv of its own (its pins are not ours).
+$(DATASETTE_VENV)/bin/datasette:
+	$(PYTHON) -m venv $(DATASETTE_VENV)
+	$(DATASETTE_VENV)/bin/pip install -q datasette
+
+bench-tools: $(VENV)/.installed-bench $(DATASETTE_VENV)/bin/datasette
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start; \
+	  for _ in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+
+bench: bench-data bench-reads bench-ingest bench-profile bench-report
+
+bench-data: bench-tools
+	$(BENCH) bench.generate
+
+bench-reads: bench-tools
+	$(BENCH) bench.reads
+
+bench-ingest: bench-tools
+	$(BENCH) bench.ingest
+
+bench-profile: bench-tools
+	$(BENCH) bench.profile
+
+bench-report:
+	@$(BENCH) bench.report
 
 clean:
 	rm -rf $(VENV) byline.db byline.db-wal byline.db-shm .pytest_cache .mypy_cache .ruff_cache

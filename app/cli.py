@@ -16,9 +16,19 @@ from app.clock import SystemClock
 from app.config import settings_or_exit
 from app.db import create_db_engine, new_session, writer
 from app.migrate import current_revision, head_revision, upgrade_to_head
+from app.notifications.delivery import NotificationRunner, NotificationTick
 from app.observability import configure_logging
 from app.scheduler.metrics import RunnerCounters
 from app.scheduler.runner import RemovalRunner, TickResult, runner_identity
+from app.timeouts import SlowClientGuard
+
+# Per API process: connections (kept-alive ones included) plus requests in flight. Far
+# above what one process serves well (the thread pool runs 40 handlers at a time), so only
+# a flood meets the 503; slow clients are cut off by the head timeout long before.
+LIMIT_CONCURRENCY = 1000
+# Connections the kernel queues while every process is busy accepting (Linux caps it at
+# net.core.somaxconn).
+BACKLOG = 2048
 
 cli = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, help=__doc__
@@ -60,7 +70,14 @@ def serve(
         port=port,
         workers=workers,
         log_config=None,
+        # Slow clients: a request head must arrive within BYLINE_HEADER_TIMEOUT_SECONDS and
+        # fit in 64 KiB (SlowClientGuard, app/timeouts.py); an idle kept-alive connection
+        # closes after 5 s; past LIMIT_CONCURRENCY connections or requests per process the
+        # answer is a 503 problem rather than an ever longer queue.
+        http=SlowClientGuard,
         timeout_keep_alive=5,
+        limit_concurrency=LIMIT_CONCURRENCY,
+        backlog=BACKLOG,
         timeout_graceful_shutdown=20,
         server_header=False,
         proxy_headers=True,
@@ -88,8 +105,9 @@ def worker(
         ),
     ] = 0.0,
 ) -> None:
-    """Run the removal scheduler as its own process (SIGTERM/SIGINT: finish the current
-    removal, give the rest of the batch back, exit)."""
+    """Run the removal scheduler and the notification runner (claimant e-mails, webhooks) as
+    their own process (SIGTERM/SIGINT: finish the current removal or delivery, give the rest
+    of the batch back, exit)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level)
     stop = _stop_on_signals()
@@ -110,7 +128,14 @@ def worker(
         )
         for index in range(concurrency)
     ]
+    notifier = NotificationRunner(
+        engine=engine,
+        settings=settings,
+        clock=SystemClock(),
+        owner=runner_identity("worker-notifications"),
+    )
     results: list[TickResult] = []
+    notified: list[NotificationTick] = []
 
     def run(runner: RemovalRunner) -> None:
         if once:
@@ -118,21 +143,34 @@ def worker(
         else:
             runner.run_forever(stop)
 
+    def notify() -> None:
+        if once:
+            notified.append(notifier.run_once(stop=stop))
+        else:
+            notifier.run_forever(stop)
+
     threads = [
         threading.Thread(target=run, args=(runner,), name=f"byline-worker-{index}")
         for index, runner in enumerate(runners)
     ]
+    threads.append(threading.Thread(target=notify, name="byline-worker-notifications"))
     for thread in threads:
         thread.start()
     # The main thread only waits: signal handlers run here, between the waits.
     while any(thread.is_alive() for thread in threads):
         for thread in threads:
             thread.join(0.5)
+    notifier.close()
     engine.dispose()
     if once:
         keys = ("claimed", "removed", "already_removed", "cancelled", "retried", "failed")
         totals = {key: sum(getattr(result, key) for result in results) for key in keys}
         typer.echo(", ".join(f"{key.replace('_', ' ')} {count}" for key, count in totals.items()))
+        tick = notified[0] if notified else NotificationTick()
+        typer.echo(
+            f"webhooks delivered {tick.delivered}, e-mails sent {tick.emails_sent}, "
+            f"e-mails skipped {tick.emails_skipped}"
+        )
 
 
 def _stop_on_signals() -> threading.Event:

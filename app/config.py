@@ -2,9 +2,12 @@
 
 import re
 import sys
+from dataclasses import dataclass
 from datetime import timedelta
+from email.utils import parseaddr
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +38,51 @@ class Rate:
         return f"Rate({self.count}/{self.period_seconds}s)"
 
 
+@dataclass(frozen=True)
+class SmtpUrl:
+    """Where claimant e-mail goes. `smtp://user:pass@host:587` sends with STARTTLS (required);
+    `smtps://user:pass@host:465` with implicit TLS; `smtp://host:25?starttls=off` in clear, to
+    a relay on a trusted network (no credentials then)."""
+
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_smtp_url(text: str) -> SmtpUrl:
+    """Parse BYLINE_SMTP_URL; errors never repeat the URL (it may hold a password)."""
+    try:
+        parts = urlsplit(text.strip())
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL such as smtp://user:pass@host:587") from None
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("must be smtp://[user:pass@]host[:port] or smtps://...")
+    if parts.path not in ("", "/") or parts.fragment:
+        raise ValueError("takes no path: smtp://[user:pass@]host[:port][?starttls=off]")
+    options = dict(part.partition("=")[::2] for part in parts.query.split("&") if part)
+    if set(options) - {"starttls"} or options.get("starttls", "on") not in ("on", "off"):
+        raise ValueError("the only option is ?starttls=off (for smtp://)")
+    implicit_tls = parts.scheme == "smtps"
+    starttls = not implicit_tls and options.get("starttls", "on") == "on"
+    if implicit_tls and "starttls" in options:
+        raise ValueError("smtps:// uses TLS from the start; ?starttls does not apply")
+    username = unquote(parts.username) if parts.username else None
+    if username and not (implicit_tls or starttls):
+        raise ValueError("refuses to send a password in clear: drop ?starttls=off")
+    return SmtpUrl(
+        host=parts.hostname,
+        port=port or (465 if implicit_tls else 587),
+        implicit_tls=implicit_tls,
+        starttls=starttls,
+        username=username,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BYLINE_", extra="ignore")
 
@@ -51,12 +99,24 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
+    # A request that has not begun its answer by then gets a 503 (app/timeouts.py).
+    request_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # A client must send a request's line and headers within this (slowloris defence).
+    header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     takedown_review_window: timedelta = timedelta(hours=4)
     takedown_max_auto_targets: int = Field(default=25, ge=1)
     takedown_rate_per_address: str = "30/hour"
     takedown_rate_per_email: str = "10/hour"
     # Signs the CSRF tokens of the rights holders' forms; every API process must share it.
     csrf_secret: SecretStr | None = None
+    # E-mail to claimants: unset, e-mails are recorded in the outbox as `skipped`, not sent.
+    smtp_url: SecretStr | None = None
+    smtp_from: str | None = None
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Deliveries are retried (with backoff) for this long; an endpoint that has failed for
+    # this long without one success is disabled.
+    notification_retry_window: timedelta = timedelta(hours=24)
 
     @field_validator("database_url")
     @classmethod
@@ -95,6 +155,23 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters, e.g. `openssl rand -hex 32`")
         return value
 
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            # Raises with a message that never repeats the URL (it may hold a password).
+            parse_smtp_url(value.get_secret_value())
+        return value
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _sender(cls, value: str | None) -> str | None:
+        if value is not None:
+            _name, address = parseaddr(value)
+            if "@" not in address or any(c in value for c in "\r\n"):
+                raise ValueError("must be an address such as 'byline <noreply@news.example>'")
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -126,6 +203,17 @@ class Settings(BaseSettings):
     @property
     def rate_per_email(self) -> Rate:
         return Rate.parse(self.takedown_rate_per_email)
+
+    @property
+    def smtp(self) -> SmtpUrl | None:
+        """The parsed BYLINE_SMTP_URL; None: e-mail is recorded but not sent."""
+        return parse_smtp_url(self.smtp_url.get_secret_value()) if self.smtp_url else None
+
+    @property
+    def email_sender(self) -> str:
+        """The From of claimant e-mails: BYLINE_SMTP_FROM, or noreply@ our public host."""
+        host = urlsplit(self.public_base_url).hostname or "localhost"
+        return self.smtp_from or f"byline <noreply@{host}>"
 
 
 def _split_origins(value: str) -> list[str]:

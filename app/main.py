@@ -4,7 +4,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,15 +14,20 @@ from app.articles import routes as articles
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
-from app.errors import install_error_handlers, problem_schemas
+from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.notifications import routes as webhook_admin
+from app.notifications.delivery import NotificationRunner
+from app.notifications.metrics import install_outbox_metrics
 from app.observability import AccessLogAndMetrics, Metrics, configure_logging
+from app.openapi import install_openapi
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
 from app.scheduler.runner import BackgroundRunner, RemovalRunner, runner_identity
 from app.takedowns import admin_routes as takedown_admin
 from app.takedowns import routes as takedowns
 from app.takedowns import transparency_routes as transparency
+from app.timeouts import RequestTimeout
 from app.web import routes as web
 
 logger = logging.getLogger("byline.app")
@@ -45,7 +49,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        background = None
+        backgrounds: list[BackgroundRunner] = []
         if settings.scheduler == "embedded":
             runner = RemovalRunner(
                 engine=engine,
@@ -54,12 +58,24 @@ def create_app(
                 owner=runner_identity("embedded"),
                 metrics=app.state.removal_counters,
             )
-            background = BackgroundRunner(runner)
-            background.start()
+            notifier = NotificationRunner(
+                engine=engine,
+                settings=settings,
+                clock=clock,
+                owner=runner_identity("embedded-notifications"),
+            )
+            backgrounds = [
+                BackgroundRunner(runner),
+                BackgroundRunner(notifier, name="byline-notifications"),
+            ]
+            for background in backgrounds:
+                background.start()
         try:
             yield
         finally:
-            if background is not None:
+            for background in backgrounds:
+                background.stop_event.set()
+            for background in backgrounds:
                 stopped = await asyncio.to_thread(background.stop, SCHEDULER_STOP_TIMEOUT_SECONDS)
                 if not stopped:
                     logger.error("embedded scheduler did not stop in time; its lease will expire")
@@ -79,6 +95,9 @@ def create_app(
     app.state.removal_counters = install_removal_metrics(
         registry=app.state.metrics.registry, refreshers=refreshers, engine=engine, clock=clock
     )
+    install_outbox_metrics(
+        registry=app.state.metrics.registry, refreshers=refreshers, engine=engine
+    )
 
     install_error_handlers(app)
     app.include_router(health.router)
@@ -88,6 +107,7 @@ def create_app(
     app.include_router(takedowns.router)
     app.include_router(takedown_admin.router)
     app.include_router(transparency.router)
+    app.include_router(webhook_admin.router)
     app.include_router(web.router)
 
     if settings.cors_origin_list:
@@ -99,9 +119,10 @@ def create_app(
             expose_headers=["ETag", "Link", "Location"],
             max_age=600,
         )
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
     app.add_middleware(AccessLogAndMetrics, metrics=app.state.metrics)
-    _declare_problem_schema(app)
+    install_openapi(app)
     return app
 
 
@@ -110,16 +131,3 @@ def serve_app() -> FastAPI:
     settings = settings_or_exit()
     configure_logging(settings.log_level)
     return create_app(settings)
-
-
-def _declare_problem_schema(app: FastAPI) -> None:
-    build_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build_openapi()
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(problem_schemas())
-            app.openapi_schema = schema
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

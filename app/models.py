@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from app.articles.models import Article, ArticleTag, Publisher
 from app.auth import ApiKey
+from app.notifications.models import ClaimantEmail, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import AuditEvent, Block, RateLimitCounter, Takedown, TakedownTarget
 
@@ -15,10 +16,14 @@ __all__ = [
     "ArticleTag",
     "AuditEvent",
     "Block",
+    "ClaimantEmail",
     "Publisher",
     "RateLimitCounter",
     "RemovalJob",
     "Takedown",
     "TakedownTarget",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookEvent",
     "metadata",
 ]

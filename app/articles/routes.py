@@ -1,11 +1,13 @@
 """HTTP routes of the articles domain: thin, the rules live in service.py."""
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
-from sqlalchemy import Row
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine, Row
 
 from app.articles import service
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
@@ -14,12 +16,10 @@ from app.articles.schemas import (
     ArticlePublic,
     ArticlesPublic,
     ArticleSummary,
-    Attribution,
     Author,
     BatchResult,
     Image,
     IngestResult,
-    PublisherPublic,
     PublishersPublic,
     PublisherWithCount,
 )
@@ -31,6 +31,10 @@ from app.errors import ProblemError, problem_responses
 router = APIRouter(prefix="/v1", tags=["articles"])
 
 READ_CACHE_CONTROL = "public, max-age=60"
+MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
 ArticleId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
@@ -49,11 +53,15 @@ def credit_line(
     by = publisher
     if authors:
         by += " (" + ", ".join(str(author["name"]) for author in authors) + ")"
-    day = f"{published_at.day} {published_at:%B %Y}"
+    # English month names whatever the process locale (what %B gives in the C locale).
+    day = f"{published_at.day} {MONTHS[published_at.month - 1]} {published_at.year}"
     return f"Originally published by {by} on {day}. Read the original: {source_url}"
 
 
 def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
+    """An article row as the fields of ArticleSummary. Authors and image were validated on
+    the way in: they are built without running the input validators again (which normalise
+    URLs in Python and cost more than the rest of the conversion)."""
     authors = row.authors or []
     return {
         "id": row.id,
@@ -63,25 +71,28 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
         "excerpt": row.excerpt,
         "language": row.language,
         "tags": row.tags or [],
-        "image": Image(url=row.image_url, alt=row.image_alt) if row.image_url else None,
+        "image": (
+            Image.model_construct(url=row.image_url, alt=row.image_alt) if row.image_url else None
+        ),
         "published_at": row.published_at,
         "updated_at": row.updated_at,
-        "attribution": Attribution(
-            source_url=row.source_url,
-            canonical_url=row.canonical_url,
-            source_domain=row.source_domain,
-            publisher=PublisherPublic(name=row.publisher_name, url=row.publisher_url),
-            authors=[Author(**author) for author in authors],
-            license=row.license,
-            published_at=row.published_at,
-            first_seen_at=row.first_seen_at,
-            credit=credit_line(row.publisher_name, authors, row.published_at, row.source_url),
-        ),
+        "attribution": {
+            "source_url": row.source_url,
+            "canonical_url": row.canonical_url,
+            "source_domain": row.source_domain,
+            "publisher": {"name": row.publisher_name, "url": row.publisher_url},
+            "authors": [Author.model_construct(**author) for author in authors],
+            "license": row.license,
+            "published_at": row.published_at,
+            "first_seen_at": row.first_seen_at,
+            "credit": credit_line(row.publisher_name, authors, row.published_at, row.source_url),
+        },
     }
 
 
 def _article(row: Row[Any], base: str) -> ArticlePublic:
-    return ArticlePublic(**_summary_fields(row, base), body_html=row.body_html)
+    # One model_validate of plain dicts: pydantic-core builds the nested models in Rust.
+    return ArticlePublic.model_validate({**_summary_fields(row, base), "body_html": row.body_html})
 
 
 def _etag(row: Row[Any]) -> str:
@@ -96,6 +107,18 @@ def _not_modified(request: Request, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
+async def _read_by_key(request: Request, read: Callable[..., Any], **key: Any) -> Any:
+    """Run one of the single-row reads (SingleRowRead) where it is cheapest: on SQLite, an
+    in-process read of tens of microseconds, on the event loop itself (handing it to the
+    threadpool and back cost more than the read); on PostgreSQL, a network round trip, on
+    the threadpool, so that the loop serves other requests meanwhile."""
+    engine: Engine = request.app.state.engine
+    blocked_by = _blocked_by(request)
+    if engine.dialect.name == "sqlite":
+        return read(engine=engine, blocked_by=blocked_by, **key)
+    return await run_in_threadpool(read, engine=engine, blocked_by=blocked_by, **key)
+
+
 def _cacheable(request: Request, response: Response, row: Row[Any]) -> ArticlePublic | Response:
     etag = _etag(row)
     headers = {"ETag": etag, "Cache-Control": READ_CACHE_CONTROL}
@@ -103,6 +126,31 @@ def _cacheable(request: Request, response: Response, row: Row[Any]) -> ArticlePu
         return Response(status_code=304, headers=headers)
     response.headers.update(headers)
     return _article(row, _base(request))
+
+
+# The reads by key come first: routes are matched in declaration order and these are what
+# frontends request most. (POST /articles/batch still reaches its route: a GET route whose
+# path matches is only a partial match for a POST.)
+@router.get(
+    "/articles/by-slug/{slug}",
+    response_model=ArticlePublic,
+    responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
+)
+async def get_article_by_slug(slug: str, request: Request, response: Response) -> Any:
+    """One article by its slug, with its attribution."""
+    row = await _read_by_key(request, service.read_article_by_slug, slug=slug)
+    return _cacheable(request, response, row)
+
+
+@router.get(
+    "/articles/{article_id}",
+    response_model=ArticlePublic,
+    responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
+)
+async def get_article(article_id: ArticleId, request: Request, response: Response) -> Any:
+    """One article by id, with its attribution. Removed articles answer 451."""
+    row = await _read_by_key(request, service.read_article, article_id=article_id)
+    return _cacheable(request, response, row)
 
 
 @router.post(
@@ -166,10 +214,9 @@ def ingest_batch(
 
 
 @router.get("/articles", response_model=ArticlesPublic, responses=problem_responses(400, 422))
-def list_articles(
+async def list_articles(
     request: Request,
     response: Response,
-    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     publisher: Annotated[str | None, Query(min_length=1, max_length=300)] = None,
@@ -192,67 +239,56 @@ def list_articles(
         published_before=published_before,
     )
     position = decode_cursor(cursor) if cursor else None
+    if position is not None and (position.rank is None) != (q is None):
+        raise BadCursor()  # a search cursor on a listing, or the reverse
     base = _base(request)
-    if q is not None:
-        after_score = (
-            (position.rank, position.article_id) if position and position.rank is not None else None
-        )
-        if position is not None and after_score is None:
-            raise BadCursor()  # a search cursor on a listing, or the reverse
-        matches = search_articles(
-            session=session, q=q, filters=filters, after=after_score, limit=limit
-        )
-        rows = [row for row, _ in matches]
-        last = (
-            Position(matches[-1][0].published_at, matches[-1][0].id, matches[-1][1])
-            if matches
-            else None
-        )
-    else:
-        if position is not None and position.rank is not None:
-            raise BadCursor()  # a search cursor on a listing, or the reverse
-        after = (position.published_at, position.article_id) if position else None
-        rows = service.list_articles(session=session, filters=filters, after=after, limit=limit)
-        last = Position(rows[-1].published_at, rows[-1].id) if rows else None
-    next_cursor = encode_cursor(last) if last is not None and len(rows) == limit else None
+    # One hop to the threadpool for the query and the conversion (a session dependency and
+    # a sync route cost four, each a wait for the GIL under load).
+    items, last = await run_in_threadpool(
+        _page, request.app.state.engine, base, q, filters, position, limit
+    )
+    next_cursor = encode_cursor(last) if last is not None and len(items) == limit else None
     if next_cursor:
         params = {k: v for k, v in request.query_params.items() if k != "cursor"}
         response.headers["Link"] = (
             f'<{base}/v1/articles?{urlencode({**params, "cursor": next_cursor})}>; rel="next"'
         )
     response.headers["Cache-Control"] = READ_CACHE_CONTROL
-    return ArticlesPublic(
-        items=[ArticleSummary(**_summary_fields(row, base)) for row in rows],
-        next_cursor=next_cursor,
-    )
+    return ArticlesPublic(items=items, next_cursor=next_cursor)
 
 
-@router.get(
-    "/articles/by-slug/{slug}",
-    response_model=ArticlePublic,
-    responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
-)
-def get_article_by_slug(
-    slug: str, request: Request, response: Response, session: ReadSessionDep
-) -> Any:
-    """One article by its slug, with its attribution."""
-    row = service.get_article_by_slug(session=session, slug=slug, blocked_by=_blocked_by(request))
-    return _cacheable(request, response, row)
-
-
-@router.get(
-    "/articles/{article_id}",
-    response_model=ArticlePublic,
-    responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
-)
-def get_article(
-    article_id: ArticleId, request: Request, response: Response, session: ReadSessionDep
-) -> Any:
-    """One article by id, with its attribution. Removed articles answer 451."""
-    row = service.get_article(
-        session=session, article_id=article_id, blocked_by=_blocked_by(request)
-    )
-    return _cacheable(request, response, row)
+def _page(
+    engine: Engine,
+    base: str,
+    q: str | None,
+    filters: service.ArticleFilters,
+    position: Position | None,
+    limit: int,
+) -> tuple[list[ArticleSummary], Position | None]:
+    """One page of the listing or of a search, and where it ended. A single statement: run
+    on a connection, without a session."""
+    last = None
+    with engine.connect() as connection:
+        if q is not None:
+            after_score = (
+                (position.rank, position.article_id)
+                if position and position.rank is not None
+                else None
+            )
+            matches = search_articles(
+                session=connection, q=q, filters=filters, after=after_score, limit=limit
+            )
+            rows = [row for row, _ in matches]
+            if matches:
+                last = Position(matches[-1][0].published_at, matches[-1][0].id, matches[-1][1])
+        else:
+            after = (position.published_at, position.article_id) if position else None
+            rows = service.list_articles(
+                session=connection, filters=filters, after=after, limit=limit
+            )
+            if rows:
+                last = Position(rows[-1].published_at, rows[-1].id)
+    return [ArticleSummary.model_validate(_summary_fields(row, base)) for row in rows], last
 
 
 @router.get("/publishers", response_model=PublishersPublic)

@@ -40,10 +40,23 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-Title = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_non_empty_plain)]
-Name = Annotated[str, StringConstraints(max_length=300), AfterValidator(_non_empty_plain)]
+# Documented: at least one character that is not a space (markup is stripped as well).
+_HAS_TEXT = Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})
+Title = Annotated[
+    str, StringConstraints(max_length=1000), AfterValidator(_non_empty_plain), _HAS_TEXT
+]
+Name = Annotated[
+    str, StringConstraints(max_length=300), AfterValidator(_non_empty_plain), _HAS_TEXT
+]
 ShortText = Annotated[str, StringConstraints(max_length=2000), AfterValidator(_plain)]
-HttpUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+# Documented with a format of our own, so that clients (and the fuzzer) know what goes there:
+# not "uri", because feeds' links are often IRIs or carry stray `%`, and are kept as sent.
+HttpUrl = Annotated[
+    str,
+    StringConstraints(max_length=2048),
+    AfterValidator(_http_url),
+    Field(json_schema_extra={"format": "http-url"}),
+]
 Html = Annotated[
     str, StringConstraints(min_length=1, max_length=1_000_000), AfterValidator(_no_nul)
 ]

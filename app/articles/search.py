@@ -6,7 +6,7 @@ quoted words first so that FTS5 query syntax cannot be injected."""
 import re
 from typing import Any
 
-from sqlalchemy import Row, and_, column, func, literal_column, or_, table, text
+from sqlalchemy import Connection, Row, and_, column, func, literal_column, or_, table, text
 from sqlmodel import Session
 
 from app.articles.service import SUMMARY_COLUMNS, A, ArticleFilters, _filtered, _select_articles
@@ -24,14 +24,15 @@ def fts5_query(q: str) -> str | None:
 
 def search_articles(
     *,
-    session: Session,
+    session: Session | Connection,
     q: str,
     filters: ArticleFilters,
     after: tuple[float, int] | None,
     limit: int,
 ) -> list[tuple[Row[Any], float]]:
     """Articles matching `q`, best first (ties newest id first), keyset-paged on (score, id)."""
-    if session.get_bind().dialect.name == "postgresql":
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
         query_ts = func.websearch_to_tsquery("english", q)
         vector: Any = literal_column("articles.search_vector")
         score: Any = func.ts_rank_cd(vector, query_ts)

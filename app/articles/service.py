@@ -12,15 +12,28 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import Row, Select, and_, bindparam, delete, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlmodel import Session
 
 from app.articles.models import Article, ArticleTag, Publisher
 from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
 from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
 from app.articles.urls import normalise_url, source_domain
-from app.db import insert_for
+from app.db import SingleRowRead, insert_for
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
+from app.notifications import outbox as notifications
+from app.notifications.models import EventKind
 from app.takedowns.blocks import find_blocked
 
 A = Article.__table__  # type: ignore[attr-defined]
@@ -172,6 +185,22 @@ def _replace_tags(
         session.execute(T.insert(), rows)
 
 
+def new_article_row(
+    article: PreparedArticle, *, publisher_id: int, now: datetime
+) -> dict[str, Any]:
+    """The `articles` row ingest inserts for an article it sees for the first time."""
+    return {
+        **article.values,
+        "canonical_url": article.canonical_url,
+        "source_domain": article.source_domain,
+        "slug": slug_for(article.values["title"], article.canonical_url),
+        "publisher_id": publisher_id,
+        "published_at": article.published_at or now,
+        "first_seen_at": now,
+        "updated_at": now,
+    }
+
+
 @dataclass
 class Stored:
     """What ingest did with one article."""
@@ -214,17 +243,7 @@ def store_articles(
     if fresh:
         insert = insert_for(session)
         rows = [
-            {
-                **a.values,
-                "canonical_url": a.canonical_url,
-                "source_domain": a.source_domain,
-                "slug": slug_for(a.values["title"], a.canonical_url),
-                "publisher_id": publisher_ids[a.publisher_name],
-                "published_at": a.published_at or now,
-                "first_seen_at": now,
-                "updated_at": now,
-            }
-            for a in fresh
+            new_article_row(a, publisher_id=publisher_ids[a.publisher_name], now=now) for a in fresh
         ]
         inserted = session.execute(
             insert(A)
@@ -295,6 +314,15 @@ def store_articles(
         )
         _replace_tags(session, list(changed_tags), changed_tags)
     _adjust_counts(session, count_deltas)
+    notifications.publish_article_changes(
+        session=session,
+        changes=[
+            (EventKind(f"article.{stored.status}"), stored.article_id, url)
+            for url, stored in results.items()
+            if stored.status != "unchanged"
+        ],
+        now=now,
+    )
     return [results[a.canonical_url] for a in articles]
 
 
@@ -395,7 +423,7 @@ def _select_articles(*columns: Any) -> Select[Any]:
     return select(*columns).select_from(A.join(P, P.c.id == A.c.publisher_id))
 
 
-def _live_or_raise(row: Row[Any] | None, blocked_by: str) -> Row[Any]:
+def _live_or_raise(row: Any, blocked_by: str) -> Any:
     if row is None:
         raise NotFound("No such article.")
     if row.removed_at is not None:
@@ -405,20 +433,31 @@ def _live_or_raise(row: Row[Any] | None, blocked_by: str) -> Row[Any]:
     return row
 
 
+# Built once: constructing and cache-keying a 22-column join cost more than running it.
+_ARTICLE_BY_ID = SingleRowRead(
+    _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.id == bindparam("article_id"))
+)
+_ARTICLE_BY_SLUG = SingleRowRead(
+    _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.slug == bindparam("slug"))
+)
+
+
 def get_article(*, session: Session, article_id: int, blocked_by: str) -> Row[Any]:
-    """One article with its body; 404 when unknown, 451 when removed."""
-    row = session.execute(
-        _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.id == article_id)
-    ).first()
+    """One article with its body as this session sees it (ingest reads back its own write);
+    404 when unknown, 451 when removed."""
+    row = session.execute(_ARTICLE_BY_ID.statement, {"article_id": article_id}).first()
     return _live_or_raise(row, blocked_by)
 
 
-def get_article_by_slug(*, session: Session, slug: str, blocked_by: str) -> Row[Any]:
-    """One article by its slug; 404 when unknown, 451 when removed."""
-    row = session.execute(
-        _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.slug == slug)
-    ).first()
-    return _live_or_raise(row, blocked_by)
+def read_article(*, engine: Engine, article_id: int, blocked_by: str) -> Any:
+    """One article with its body for the read API, in one indexed read outside any session
+    (SingleRowRead); 404 when unknown, 451 when removed."""
+    return _live_or_raise(_ARTICLE_BY_ID.first(engine, article_id=article_id), blocked_by)
+
+
+def read_article_by_slug(*, engine: Engine, slug: str, blocked_by: str) -> Any:
+    """One article by its slug, as read_article; 404 when unknown, 451 when removed."""
+    return _live_or_raise(_ARTICLE_BY_SLUG.first(engine, slug=slug), blocked_by)
 
 
 @dataclass(frozen=True)
@@ -429,6 +468,10 @@ class ArticleFilters:
     language: str | None = None
     published_after: datetime | None = None
     published_before: datetime | None = None
+
+
+# Built once, like the single-article reads; filters are added to a copy per request.
+_SUMMARIES = _select_articles(*SUMMARY_COLUMNS)
 
 
 def _filtered(query: Select[Any], filters: ArticleFilters) -> Select[Any]:
@@ -451,18 +494,18 @@ def _filtered(query: Select[Any], filters: ArticleFilters) -> Select[Any]:
 
 
 def list_articles(
-    *, session: Session, filters: ArticleFilters, after: tuple[datetime, int] | None, limit: int
+    *,
+    session: Session | Connection,
+    filters: ArticleFilters,
+    after: tuple[datetime, int] | None,
+    limit: int,
 ) -> list[Row[Any]]:
     """Newest first, keyset-paged on (published_at, id): stable while articles arrive."""
-    query = _filtered(_select_articles(*SUMMARY_COLUMNS), filters)
+    query = _filtered(_SUMMARIES, filters)
     if after is not None:
-        published_at, article_id = after
-        query = query.where(
-            or_(
-                A.c.published_at < published_at,
-                and_(A.c.published_at == published_at, A.c.id < article_id),
-            )
-        )
+        # A row-value comparison: both engines seek the (published_at, id) index to it, where
+        # the equivalent `a < x OR (a = x AND id < y)` made PostgreSQL filter every row before.
+        query = query.where(tuple_(A.c.published_at, A.c.id) < after)
     query = query.order_by(A.c.published_at.desc(), A.c.id.desc()).limit(limit)
     return list(session.execute(query).all())
 
@@ -559,7 +602,7 @@ def remove_article(*, session: Session, article_id: int, takedown_id: str, now: 
             removed_at=now,
             removed_by_takedown_id=takedown_id,
         )
-        .returning(A.c.publisher_id)
+        .returning(A.c.publisher_id, A.c.canonical_url)
     ).first()
     if removed is None:
         if session.scalar(select(A.c.id).where(A.c.id == article_id)) is None:
@@ -567,4 +610,11 @@ def remove_article(*, session: Session, article_id: int, takedown_id: str, now: 
         return False
     session.execute(delete(T).where(T.c.article_id == article_id))
     _adjust_counts(session, Counter({removed.publisher_id: -1}))
+    notifications.publish_article_removed(
+        session=session,
+        article_id=article_id,
+        canonical_url=removed.canonical_url,
+        takedown_id=takedown_id,
+        now=now,
+    )
     return True

@@ -355,10 +355,16 @@ class RemovalRunner:
         self._deadline_logged = logged
 
 
+class Loop(Protocol):
+    """A runner that ticks until told to stop: the removal runner, the notification runner."""
+
+    def run_forever(self, stop: threading.Event) -> None: ...
+
+
 class BackgroundRunner:
     """A runner's `run_forever` on a thread, with a stop that waits for the current row."""
 
-    def __init__(self, runner: RemovalRunner, name: str = "byline-scheduler") -> None:
+    def __init__(self, runner: Loop, name: str = "byline-scheduler") -> None:
         self.runner = runner
         self.stop_event = threading.Event()
         self.thread = threading.Thread(

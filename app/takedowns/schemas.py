@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -87,12 +88,38 @@ def _stated(value: bool) -> bool:
     return value
 
 
-PersonText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_text)]
-LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_text)]
-Email = Annotated[str, StringConstraints(max_length=320), AfterValidator(_email)]
-Domain = Annotated[str, StringConstraints(max_length=255), AfterValidator(_domain)]
-Statement = Annotated[bool, AfterValidator(_stated)]
-Target = Annotated[int | str, BeforeValidator(_target)]
+# Documented: at least one character that is not a space (markup is stripped as well).
+_HAS_TEXT = Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})
+PersonText = Annotated[str, StringConstraints(max_length=200), AfterValidator(_text), _HAS_TEXT]
+LongText = Annotated[str, StringConstraints(max_length=10_000), AfterValidator(_text), _HAS_TEXT]
+# The JSON schemas say what the validators accept, so that clients (and the fuzzer) can tell.
+Email = Annotated[
+    str,
+    StringConstraints(max_length=320),
+    AfterValidator(_email),
+    Field(json_schema_extra={"format": "email"}),
+]
+Domain = Annotated[
+    str,
+    StringConstraints(max_length=255),
+    AfterValidator(_domain),
+    Field(json_schema_extra={"format": "hostname"}),
+]
+Statement = Annotated[
+    bool, AfterValidator(_stated), WithJsonSchema({"type": "boolean", "const": True})
+]
+Target = Annotated[
+    int | str,
+    BeforeValidator(_target),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                {"type": "string", "format": "http-url", "minLength": 1, "maxLength": 2048},
+            ]
+        }
+    ),
+]
 
 
 class ClaimantIn(BaseModel):

@@ -25,6 +25,8 @@ from app.articles import service as articles
 from app.auth import hash_secret
 from app.config import TAKEDOWN_DEADLINE, Settings
 from app.errors import Conflict, NotFound
+from app.notifications import outbox as notifications
+from app.notifications.models import EmailKind
 from app.scheduler import queue as removals
 from app.takedowns import audit, policy
 from app.takedowns.audit import Action
@@ -173,6 +175,19 @@ def file_takedown(
     session.flush()
     session.add_all(target_rows(takedown_id=takedown.id, resolution=resolution))
     _audit(session, takedown, Action.filed, audit.CLAIMANT, now, to_status=S.received)
+    # Before the decision's own e-mails (a request with nothing to remove completes at once).
+    notifications.notify_claimant(
+        session=session,
+        takedown=takedown,
+        kind=EmailKind.receipt,
+        now=now,
+        token=token,
+        details={
+            "escalated": decision.escalated,
+            "verified": decision.verified,
+            "runs_at": decision.run_at.isoformat() if decision.run_at else None,
+        },
+    )
     if decision.escalated:
         _move(
             session,
@@ -417,6 +432,27 @@ def _complete(session: Session, takedown: Takedown, actor: str, now: datetime) -
         to=S.completed,
         values={"completed_at": now},
     )
+    removed = sorted(
+        set(
+            session.scalars(
+                select(TT.c.article_id).where(
+                    TT.c.takedown_id == takedown.id,
+                    TT.c.article_id.is_not(None),
+                    TT.c.state == TargetState.removed,
+                )
+            )
+        )
+    )
+    notifications.notify_claimant(
+        session=session,
+        takedown=takedown,
+        kind=EmailKind.completed,
+        now=now,
+        details={"removed_articles": len(removed), "completed_at": now.isoformat()},
+    )
+    notifications.publish_takedown_completed(
+        session=session, takedown_id=takedown.id, article_ids=removed, now=now
+    )
 
 
 # Operators ---------------------------------------------------------------------------------
@@ -435,6 +471,9 @@ def approve_takedown(*, session: Session, takedown_id: str, actor: str, now: dat
         to=S.queued,
         undecided=True,
         values={"decision": "approved", "decided_by": actor, "decided_at": now, "run_at": now},
+    )
+    notifications.notify_claimant(
+        session=session, takedown=takedown, kind=EmailKind.approved, now=now
     )
     if previous == S.escalated:
         _add_late_arrivals(session, takedown)
@@ -465,6 +504,9 @@ def reject_takedown(
             "run_at": None,
         },
     )
+    notifications.notify_claimant(
+        session=session, takedown=takedown, kind=EmailKind.rejected, now=now
+    )
     _end_without_removal(session, takedown, actor, now)
     return takedown
 
@@ -486,6 +528,9 @@ def escalate_takedown(
         reason=why,
         undecided=True,
         values={"escalation_reason": why, "run_at": None},
+    )
+    notifications.notify_claimant(
+        session=session, takedown=takedown, kind=EmailKind.escalated, now=now
     )
     removals.schedule_removals(session=session, takedown_id=takedown.id, run_at=None)
     return takedown

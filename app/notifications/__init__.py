@@ -1,0 +1,1 @@
+"""Notifications: e-mail to claimants and webhooks to frontends, from one outbox."""

@@ -1,0 +1,189 @@
+"""E-mail to claimants: the message (plain text and HTML from autoescaped Jinja2 templates)
+and the SMTP transport that hands it over.
+
+The transport tells its caller when the point of no return comes (`before_data`: just before
+the message itself is sent, after the server accepted the sender and the recipient), so the
+outbox can record it: a runner that dies before then has sent nothing and the e-mail is sent
+again; one that dies after may have sent it, and the e-mail is never sent again (see
+`app/notifications/delivery.py`)."""
+
+import smtplib
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP, SMTPUTF8
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import quote, urlsplit
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from app.config import Settings, SmtpUrl
+from app.notifications.models import EmailKind
+from app.takedowns.models import Reason
+from app.web.pages import REASON_WORDS, when
+
+_environment = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    # HTML parts are escaped; plain-text parts are text and stay as they are.
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_environment.filters["when"] = lambda text: when(datetime.fromisoformat(text))
+
+SUBJECTS = {
+    # Short enough for one header line: some readers show a folded Subject with a leading space.
+    EmailKind.receipt: "Removal request received: due by {due}",
+    EmailKind.approved: "Your removal request was approved",
+    EmailKind.rejected: "Your removal request was rejected",
+    EmailKind.escalated: "Your removal request is being checked by our staff",
+    EmailKind.completed: "Your removal request is completed",
+}
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """What the outbox holds for one e-mail: enough to render it again on every try."""
+
+    uid: str
+    kind: str
+    recipient: str
+    context: dict[str, Any]
+    secret: str | None
+
+
+def status_link(public_base_url: str, takedown_id: str, token: str) -> str:
+    """The status page of a request, with its token (the rights holders' HTML page)."""
+    return f"{public_base_url}/takedown/{quote(takedown_id, safe='')}?token={quote(token, safe='')}"
+
+
+def render_email(*, email: OutgoingEmail, settings: Settings, now: datetime) -> EmailMessage:
+    """The message: plain text and HTML alternatives, a Message-ID made of the outbox row's
+    unique id (the same on every try, so a receiving system can recognise a repeat)."""
+    kind = EmailKind(email.kind)
+    context = {
+        **email.context,
+        "reason_words": REASON_WORDS[Reason(email.context["reason"])],
+        "status_url": (
+            status_link(settings.public_base_url, email.context["takedown_id"], email.secret)
+            if email.secret
+            else None
+        ),
+        "removed_words": _removed_words(email.context.get("removed_articles", 0)),
+        "public_base_url": settings.public_base_url,
+    }
+    text = _environment.get_template(f"{kind.value}.txt").render(context)
+    html = _environment.get_template(f"{kind.value}.html").render(context)
+    message = EmailMessage(policy=SMTP)
+    due = datetime.fromisoformat(context["due_at"])
+    message["Subject"] = SUBJECTS[kind].format(due=f"{due.day} {due:%B %Y, %H:%M} UTC")
+    message["From"] = settings.email_sender
+    message["To"] = email.recipient
+    message["Date"] = format_datetime(now)
+    host = urlsplit(settings.public_base_url).hostname or "localhost"
+    message["Message-ID"] = f"<{email.uid}@{host}>"
+    # Tells mail systems not to answer it (no out-of-office replies to a robot).
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return message
+
+
+def _removed_words(count: int) -> str:
+    if count == 0:
+        return "Nothing was left to remove."
+    return f"We removed {count} article{'s' if count != 1 else ''}."
+
+
+class SmtpRefused(Exception):
+    """The server answered with an error before accepting the message: it was not sent.
+    `permanent` for a 5xx answer (retrying cannot help)."""
+
+    def __init__(self, code: int, stage: str) -> None:
+        super().__init__(f"the SMTP server refused the {stage} with {code}")
+        self.code = code
+        self.permanent = 500 <= code < 600
+
+
+class HandOverAborted(Exception):
+    """`before_data` said no (the runner lost its lease): nothing was sent."""
+
+
+class Mailer(Protocol):
+    def send(
+        self, message: EmailMessage, *, recipient: str, before_data: Callable[[], bool]
+    ) -> None: ...
+
+
+class SmtpMailer:
+    """Sends through the server of BYLINE_SMTP_URL, one connection per message."""
+
+    def __init__(
+        self,
+        url: SmtpUrl,
+        *,
+        sender: str,
+        timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.url = url
+        self.sender = sender
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        # Made on first use: loading the CA certificates takes a while.
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _connect(self) -> smtplib.SMTP:
+        if self.url.implicit_tls:
+            return smtplib.SMTP_SSL(
+                self.url.host, self.url.port, timeout=self.timeout, context=self.ssl_context
+            )
+        smtp = smtplib.SMTP(self.url.host, self.url.port, timeout=self.timeout)
+        if self.url.starttls:
+            try:
+                # Required, never opportunistic: a server without STARTTLS raises here.
+                smtp.starttls(context=self.ssl_context)
+            except BaseException:
+                smtp.close()
+                raise
+        return smtp
+
+    def send(
+        self, message: EmailMessage, *, recipient: str, before_data: Callable[[], bool]
+    ) -> None:
+        """Hand the message over; raises SmtpRefused when the server said no before DATA,
+        HandOverAborted when `before_data` said no, anything else when the connection
+        failed (then the message may or may not have arrived, if it failed during DATA)."""
+        _name, sender = parseaddr(self.sender)
+        international = not (recipient.isascii() and sender.isascii())
+        with self._connect() as smtp:
+            smtp.ehlo_or_helo_if_needed()
+            if self.url.username:
+                smtp.login(self.url.username, self.url.password or "")
+            options = ["SMTPUTF8"] if international and smtp.has_extn("smtputf8") else []
+            code, _ = smtp.mail(sender, options)
+            if code != 250:
+                raise SmtpRefused(code, "sender")
+            code, _ = smtp.rcpt(recipient)
+            if code not in (250, 251):
+                raise SmtpRefused(code, "recipient")
+            if not before_data():
+                smtp.rset()
+                raise HandOverAborted()
+            payload = message.as_bytes(policy=SMTPUTF8 if options else SMTP)
+            try:
+                smtp.data(payload)
+            except smtplib.SMTPDataError as exc:
+                # An error answer, to DATA or to the message: the server did not take it.
+                raise SmtpRefused(exc.smtp_code, "message") from None

@@ -1,0 +1,155 @@
+"""Tables of the notifications domain: the outbox of claimant e-mails, and webhook events with
+their endpoints and per-endpoint deliveries."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.db import UTCDateTime
+
+
+class EventKind(StrEnum):
+    article_created = "article.created"
+    article_updated = "article.updated"
+    article_removed = "article.removed"
+    takedown_completed = "takedown.completed"
+
+
+class EmailKind(StrEnum):
+    receipt = "receipt"
+    approved = "approved"
+    rejected = "rejected"
+    escalated = "escalated"
+    completed = "completed"
+
+
+class EmailStatus(StrEnum):
+    pending = "pending"  # waiting to be sent (again, after a failed try: see next_attempt_at)
+    sending = "sending"  # leased to a runner; nothing handed to the SMTP server yet
+    submitting = "submitting"  # the message is being handed over (SMTP DATA)
+    sent = "sent"
+    skipped = "skipped"  # BYLINE_SMTP_URL unset: recorded, never sent
+    failed = "failed"  # refused for good, or retried for the whole window
+    unconfirmed = "unconfirmed"  # the runner died while handing over: maybe sent; never resent
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    delivering = "delivering"  # leased to a runner
+    delivered = "delivered"
+    failed = "failed"  # retried for the whole window
+
+
+class ClaimantEmail(SQLModel, table=True):
+    """One e-mail to a claimant about one event of their request. `recipient` is personal
+    data (operators only); `secret` holds the status token of a receipt until the e-mail is
+    sent or given up, then it is erased."""
+
+    __tablename__ = "claimant_emails"
+    __table_args__ = (
+        # The idempotency key: one e-mail per request and event, however often it is queued.
+        UniqueConstraint("takedown_id", "kind"),
+        Index("ix_claimant_emails_status_next_attempt_at", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(sa_type=String(36), unique=True)
+    takedown_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False)
+    )
+    kind: str = Field(sa_type=String(20))  # EmailKind
+    recipient: str = Field(sa_type=String(320))
+    context: dict[str, Any] = Field(sa_type=JSON)
+    secret: str | None = Field(default=None, sa_type=String(100))
+    status: str = Field(sa_type=String(12))  # EmailStatus
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, sa_type=String(100))
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class WebhookEndpoint(SQLModel, table=True):
+    """A receiver an operator registered. The secret signs every delivery, so it is kept as
+    it is (not hashed); the API shows it once."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    url: str = Field(sa_type=String(2048))
+    events: list[str] = Field(sa_type=JSON)
+    secret: str = Field(sa_type=String(100))
+    secret_hint: str = Field(sa_type=String(16))
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    created_by: str = Field(sa_type=String(100))
+    # Health: failing_since is set by the first failure after a success and cleared by the
+    # next success; no delivery is tried before retry_at (the endpoint's backoff).
+    consecutive_failures: int = Field(default=0)
+    failing_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    retry_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_success_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_failure_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    disabled_reason: str | None = Field(default=None, sa_type=Text)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """Something frontends may want to know. Written in the transaction of the change itself,
+    and only when an endpoint subscribes to its kind. Never holds claimant data."""
+
+    __tablename__ = "webhook_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(sa_type=String(36), unique=True)
+    kind: str = Field(sa_type=String(30))  # EventKind
+    article_id: int | None = Field(default=None)
+    takedown_id: str | None = Field(default=None, sa_type=String(36))
+    payload: dict[str, Any] = Field(sa_type=JSON)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One event for one endpoint: its attempts and outcome (the endpoint's delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        # An article's events go to an endpoint in order: the claim looks for earlier ones.
+        Index(
+            "ix_webhook_deliveries_endpoint_id_article_id_event_id",
+            "endpoint_id",
+            "article_id",
+            "event_id",
+        ),
+        # The delivery log, newest first.
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    endpoint_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
+        )
+    )
+    event_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("webhook_events.id"), nullable=False, index=True)
+    )
+    # The event's article, copied here so that ordering needs no join.
+    article_id: int | None = Field(default=None)
+    status: str = Field(sa_type=String(12))  # DeliveryStatus
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
+    lease_owner: str | None = Field(default=None, sa_type=String(100))
+    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_status_code: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,147 @@
+"""The OpenAPI document: each route declares its own problems (`problem_responses`); this module
+adds the answers every route shares and the links between operations, so that the document
+tells the truth about every status a client (or a fuzzer) can meet.
+
+Shared answers, and where they come from:
+- 422 validation-error: FastAPI documents its own `HTTPValidationError` as application/json;
+  byline answers every validation error as problem+json (app/errors.py).
+- 400 malformed-json and 413 payload-too-large: any operation that reads a body
+  (app/errors.py, app/limits.py).
+- 503: the database is unavailable (app/errors.py) or the request ran out of time
+  (app/timeouts.py), on every operation but `/healthz`, which touches neither.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.errors import problem_responses, problem_schemas
+
+METHODS = ("get", "put", "post", "delete", "patch")
+_FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+_NEVER_UNAVAILABLE = {("get", "/healthz")}
+
+
+def _ref(method: str, path: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def _link(method: str, path: str, description: str, **parameters: str) -> dict[str, Any]:
+    return {
+        "operationRef": _ref(method, path),
+        "description": description,
+        "parameters": parameters,
+    }
+
+
+_ARTICLE_LINKS = {
+    "GetArticle": _link(
+        "get", "/v1/articles/{article_id}", "Read the stored article.",
+        article_id="$response.body#/article/id",
+    ),
+    "GetArticleBySlug": _link(
+        "get", "/v1/articles/by-slug/{slug}", "Read the stored article by its slug.",
+        slug="$response.body#/article/slug",
+    ),
+}  # fmt: skip
+_TAKEDOWN = "$response.body#/id"
+_FILED_LINKS = {
+    "GetTakedown": _link(
+        "get", "/v1/takedowns/{takedown_id}", "Follow the request with its status token.",
+        **{"path.takedown_id": _TAKEDOWN, "query.token": "$response.body#/status_token"},
+    ),
+    "WithdrawTakedown": _link(
+        "post", "/v1/takedowns/{takedown_id}/withdraw", "Withdraw the request.",
+        **{"path.takedown_id": _TAKEDOWN, "query.token": "$response.body#/status_token"},
+    ),
+    "ReviewTakedown": _link(
+        "get", "/v1/admin/takedowns/{takedown_id}", "An operator reads the request.",
+        takedown_id=_TAKEDOWN,
+    ),
+    "ApproveTakedown": _link(
+        "post", "/v1/admin/takedowns/{takedown_id}/approve", "An operator approves it.",
+        takedown_id=_TAKEDOWN,
+    ),
+    "RejectTakedown": _link(
+        "post", "/v1/admin/takedowns/{takedown_id}/reject", "An operator rejects it.",
+        takedown_id=_TAKEDOWN,
+    ),
+    "EscalateTakedown": _link(
+        "post", "/v1/admin/takedowns/{takedown_id}/escalate", "An operator escalates it.",
+        takedown_id=_TAKEDOWN,
+    ),
+}  # fmt: skip
+_DECIDED_LINKS = {
+    name: link
+    for name, link in _FILED_LINKS.items()
+    if name in ("ReviewTakedown", "ApproveTakedown", "RejectTakedown")
+}
+# (method, path) -> status -> links of that response.
+LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("post", "/v1/articles"): {"201": _ARTICLE_LINKS, "200": _ARTICLE_LINKS},
+    ("post", "/v1/takedowns"): {"202": _FILED_LINKS},
+    ("post", "/v1/admin/takedowns/{takedown_id}/escalate"): {"200": _DECIDED_LINKS},
+    ("post", "/v1/admin/keys"): {
+        "201": {
+            "RevokeKey": _link(
+                "delete", "/v1/admin/keys/{key_id}", "Revoke the new key.",
+                key_id="$response.body#/id",
+            )
+        }
+    },
+}  # fmt: skip
+
+
+def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
+    """Add the shared problem answers, the Problem schema and the links to `document`."""
+    paths = document.get("paths", {})
+    for path, operations in paths.items():
+        for method, operation in operations.items():
+            if method in METHODS:
+                _add_shared_problems(method, path, operation)
+    for (method, path), by_status in LINKS.items():
+        responses = paths[path][method]["responses"]
+        for status, links in by_status.items():
+            for link in links.values():
+                _check_target(paths, link["operationRef"])
+            responses[status].setdefault("links", {}).update(links)
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for name in _FASTAPI_VALIDATION_SCHEMAS:
+        schemas.pop(name, None)
+    schemas.update(problem_schemas())
+    return document
+
+
+def _add_shared_problems(method: str, path: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    shared = []
+    if "422" in responses:
+        shared.append(422)
+    if "requestBody" in operation:
+        shared += [400, 413]
+    if (method, path) not in _NEVER_UNAVAILABLE:
+        shared.append(503)
+    for status, declared in problem_responses(*shared).items():
+        existing = responses.get(str(status), {})
+        # A route's own description of the problem is kept; the content is problem+json.
+        responses[str(status)] = {**declared, **existing, "content": declared["content"]}
+
+
+def _check_target(paths: dict[str, Any], operation_ref: str) -> None:
+    path, method = operation_ref.removeprefix("#/paths/").rsplit("/", 1)
+    path = path.replace("~1", "/").replace("~0", "~")
+    if method not in paths.get(path, {}):
+        raise LookupError(f"an OpenAPI link points to {method.upper()} {path}, which is no route")
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Make `app.openapi()` build the completed document (once, then cached)."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = complete_openapi(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

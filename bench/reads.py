@@ -1,0 +1,311 @@
+"""Read benchmarks: `GET /v1/articles/{id}` throughput as two ratios measured side by side,
+and list/search latency (first page, a page 50,000 articles deep, `q`).
+
+    python -m bench.reads --engine both
+
+Throughput: one byline server (the production app plus the bench-only ceiling routes,
+bench/ceiling_app.py) and one Datasette server on the same SQLite file, both pinned to core 0;
+`wrk` on core 1 (one thread, 32 connections) requests random ids over the whole table. Each
+round runs every target once, in a rotating order; ratios are taken per round and the median
+round is reported. Latency: `wrk` with one connection, so that a request's latency is its
+service time, never time spent queueing behind another request.
+"""
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import psycopg
+from sqlalchemy import func, make_url, select
+
+from app.articles.cursor import Position, encode_cursor
+from app.articles.service import A
+from app.db import create_db_engine
+from app.migrate import upgrade_to_head
+from bench import corpus
+from bench.servers import byline_reads_server, datasette_server, log, serving
+from bench.targets import ENGINES, OUT_DIR, bench_rows, database_url, sqlite_path
+from bench.wrk import WrkResult, run_wrk, write_paths
+
+BYLINE_PORT = 8001
+DATASETTE_PORT = 8002
+THROUGHPUT_CONNECTIONS = 32
+DEEP = 50_000
+SEARCH_QUERIES = 200
+
+
+def _byline(path: str) -> str:
+    return f"http://127.0.0.1:{BYLINE_PORT}{path}"
+
+
+def _targets(rows: int) -> dict[str, tuple[str, list[str]]]:
+    """name -> (base URL, random_id.lua arguments)."""
+    datasette_db = sqlite_path(rows).stem
+    return {
+        "byline": (_byline(""), ["/v1/articles/", str(rows)]),
+        "ceiling": (_byline(""), ["/bench/ceiling/", str(rows)]),
+        "ceiling_bytes": (_byline(""), ["/bench/ceiling-bytes/", str(rows)]),
+        # Datasette's row page (every column, body_text too) and the canned query `article`
+        # (byline's columns): ratio (b) is taken against the faster of the two.
+        "datasette_row": (
+            f"http://127.0.0.1:{DATASETTE_PORT}",
+            [f"/{datasette_db}/articles/", str(rows), ".json?_shape=object"],
+        ),
+        "datasette_query": (
+            f"http://127.0.0.1:{DATASETTE_PORT}",
+            [f"/{datasette_db}/article.json?_shape=array&id=", str(rows)],
+        ),
+    }
+
+
+def throughput(
+    rows: int, rounds: int, seconds: int, pids: dict[str, Callable[[], list[int]]]
+) -> dict[str, Any]:
+    targets = _targets(rows)
+    names = list(targets)
+    for name in names:  # warm the page cache and the servers
+        base, args = targets[name]
+        run_wrk(f"warm-up {name}", base, "random_id.lua", args, connections=8, seconds=5)
+    results: dict[str, list[WrkResult]] = {name: [] for name in names}
+    for round_ in range(rounds):
+        order = names[round_ % len(names) :] + names[: round_ % len(names)]
+        for name in order:
+            base, args = targets[name]
+            results[name].append(
+                run_wrk(
+                    name,
+                    base,
+                    "random_id.lua",
+                    args,
+                    connections=THROUGHPUT_CONNECTIONS,
+                    seconds=seconds,
+                    server_pids=pids["datasette" if name.startswith("datasette") else "byline"],
+                )
+            )
+    per_round = [
+        {
+            "vs_ceiling": results["byline"][r].requests_per_second
+            / results["ceiling"][r].requests_per_second,
+            "vs_ceiling_bytes": results["byline"][r].requests_per_second
+            / results["ceiling_bytes"][r].requests_per_second,
+            "vs_datasette": results["byline"][r].requests_per_second
+            / max(
+                results["datasette_row"][r].requests_per_second,
+                results["datasette_query"][r].requests_per_second,
+            ),
+            "cpu_vs_ceiling": _cpu(results["ceiling"][r]) / _cpu(results["byline"][r]),
+            "cpu_vs_datasette": min(
+                _cpu(results["datasette_row"][r]), _cpu(results["datasette_query"][r])
+            )
+            / _cpu(results["byline"][r]),
+        }
+        for r in range(rounds)
+    ]
+    return {
+        "req_per_s": {
+            name: statistics.median(r.requests_per_second for r in runs)
+            for name, runs in results.items()
+        },
+        "cpu_us_per_request": {
+            name: statistics.median(_cpu(r) for r in runs) for name, runs in results.items()
+        },
+        "p99_ms": {
+            name: statistics.median(r.p99_ms for r in runs) for name, runs in results.items()
+        },
+        "ratios": {
+            key: statistics.median(round_[key] for round_ in per_round) for key in per_round[0]
+        },
+        "rounds": per_round,
+        "runs": {name: [r.as_dict() for r in runs] for name, runs in results.items()},
+    }
+
+
+def _cpu(result: WrkResult) -> float:
+    return result.cpu_us_per_request or float("nan")
+
+
+def _postgres_backends(url: str) -> Callable[[], list[int]]:
+    """Pids of the server processes serving the benchmark database (their CPU counts too)."""
+
+    def pids() -> list[int]:
+        with psycopg.connect(
+            make_url(url).set(drivername="postgresql").render_as_string(False)
+        ) as c:
+            rows = c.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    return pids
+
+
+def prewarm(engine_name: str, rows: int) -> None:
+    """Read the whole database once, so that random ids over a million articles measure the
+    code, not the disk (the machine has the memory to cache either database, not both)."""
+    started = time.perf_counter()
+    if engine_name == "sqlite":
+        for path in (sqlite_path(rows), Path(f"{sqlite_path(rows)}-wal")):
+            if path.exists():
+                with path.open("rb", buffering=0) as file:
+                    while file.read(16 << 20):
+                        pass
+    else:
+        dsn = make_url(database_url(engine_name, rows)).set(drivername="postgresql")
+        with psycopg.connect(dsn.render_as_string(False), autocommit=True) as connection:
+            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+            connection.execute(
+                "SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
+            )
+    log(
+        f"{engine_name}: database read into the page cache in {time.perf_counter() - started:.0f} s"
+    )
+
+
+def _deep_cursor(url: str) -> str:
+    """The cursor a client holds after paging through DEEP articles (newest first)."""
+    engine = create_db_engine(url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                select(A.c.published_at, A.c.id)
+                .where(A.c.removed_at.is_(None))
+                .order_by(A.c.published_at.desc(), A.c.id.desc())
+                .offset(DEEP - 1)
+                .limit(1)
+            ).one()
+            live = connection.scalar(select(func.count()).select_from(A))
+    finally:
+        engine.dispose()
+    assert live and live > DEEP, "the corpus is too small for a page 50,000 deep"
+    published_at: datetime = row.published_at
+    return encode_cursor(Position(published_at, row.id))
+
+
+def latency(url: str, engine_name: str, rounds: int, seconds: int) -> dict[str, Any]:
+    lists = {
+        "first_page": write_paths(OUT_DIR / "paths-first.txt", ["/v1/articles"]),
+        "deep_page": write_paths(
+            OUT_DIR / f"paths-deep-{engine_name}.txt",
+            ["/v1/articles?" + urlencode({"cursor": _deep_cursor(url)})],
+        ),
+    }
+    searches = write_paths(
+        OUT_DIR / "paths-search.txt",
+        ["/v1/articles?" + urlencode({"q": q}) for q in corpus.search_terms(SEARCH_QUERIES)],
+    )
+    base = _byline("")
+    for name, paths in lists.items():
+        run_wrk(f"warm-up {name}", base, "paths.lua", [str(paths)], connections=1, seconds=3)
+    runs: dict[str, list[WrkResult]] = {name: [] for name in lists}
+    for _ in range(rounds):
+        for name, paths in lists.items():
+            runs[name].append(
+                run_wrk(name, base, "paths.lua", [str(paths)], connections=1, seconds=seconds)
+            )
+    search = run_wrk("search", base, "paths.lua", [str(searches)], connections=1, seconds=30)
+    figures = {
+        name: {
+            "p50_ms": statistics.median(r.p50_ms for r in results),
+            "p99_ms": statistics.median(r.p99_ms for r in results),
+        }
+        for name, results in runs.items()
+    }
+    figures["search"] = {"p50_ms": search.p50_ms, "p99_ms": search.p99_ms}
+    return {
+        **figures,
+        "deep_vs_first_p50": figures["deep_page"]["p50_ms"] / figures["first_page"]["p50_ms"],
+        "search_requests": search.requests,
+        "runs": {name: [r.as_dict() for r in results] for name, results in runs.items()},
+    }
+
+
+def bench_engine(
+    engine_name: str, rows: int, rounds: int, seconds: int, parts: set[str]
+) -> dict[str, Any]:
+    url = database_url(engine_name, rows)
+    upgrade_to_head(url)  # the app's newest schema; a no-op when it is there
+    command, env = byline_reads_server(url, BYLINE_PORT)
+    with (
+        serving(
+            f"byline-reads-{engine_name}",
+            command,
+            env=env,
+            ready_url=_byline("/v1/articles/1"),
+        ) as byline,
+        serving(
+            "datasette",
+            datasette_server(sqlite_path(rows), DATASETTE_PORT),
+            ready_url=f"http://127.0.0.1:{DATASETTE_PORT}/-/versions.json",
+        ) as datasette,
+    ):
+        backends = _postgres_backends(url) if engine_name == "postgres" else list
+        pids = {
+            "byline": lambda: [byline.pid, *backends()],
+            "datasette": lambda: [datasette.pid],
+        }
+        result: dict[str, Any] = {}
+        prewarm(engine_name, rows)
+        if "throughput" in parts:
+            log(f"{engine_name}: throughput, {rows:,} articles")
+            result["throughput"] = throughput(rows, rounds, seconds, pids)
+        if "latency" in parts:
+            log(f"{engine_name}: list and search latency")
+            result["latency"] = latency(url, engine_name, rounds, seconds)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=bench_rows())
+    parser.add_argument("--engine", choices=[*ENGINES, "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--part", choices=["throughput", "latency", "all"], default="all")
+    args = parser.parse_args()
+    parts = {"throughput", "latency"} if args.part == "all" else {args.part}
+    OUT_DIR.mkdir(exist_ok=True)
+    for engine_name in ENGINES if args.engine == "both" else (args.engine,):
+        result = bench_engine(engine_name, args.rows, args.rounds, args.seconds, parts)
+        result["rows"] = args.rows
+        out = OUT_DIR / f"reads-{engine_name}-{args.rows}.json"
+        if parts != {"throughput", "latency"} and out.exists():
+            result = {**json.loads(out.read_text()), **result}  # keep the other part's figures
+        out.write_text(json.dumps(result, indent=2))
+        print(f"{engine_name} ({args.rows:,} articles): {summary(result)} -> {out}")
+
+
+def summary(result: dict[str, Any]) -> str:
+    parts = []
+    if "throughput" in result:
+        rates, ratios = result["throughput"]["req_per_s"], result["throughput"]["ratios"]
+        parts.append(
+            f"byline {rates['byline']:,.0f} req/s, ceiling {rates['ceiling']:,.0f},"
+            f" ceiling-bytes {rates['ceiling_bytes']:,.0f}, datasette row"
+            f" {rates['datasette_row']:,.0f}, datasette query {rates['datasette_query']:,.0f};"
+            f" (a) {ratios['vs_ceiling']:.2f}, (b) {ratios['vs_datasette']:.2f}x"
+            f" [by CPU/request: (a) {ratios['cpu_vs_ceiling']:.2f},"
+            f" (b) {ratios['cpu_vs_datasette']:.2f}x]"
+        )
+    if "latency" in result:
+        lat = result["latency"]
+        first, deep, search = lat["first_page"], lat["deep_page"], lat["search"]
+        parts.append(
+            f"first page p50/p99 {first['p50_ms']:.2f}/{first['p99_ms']:.2f} ms,"
+            f" deep {deep['p50_ms']:.2f}/{deep['p99_ms']:.2f} ms"
+            f" ({lat['deep_vs_first_p50']:.2f}x), search {search['p50_ms']:.1f}/"
+            f"{search['p99_ms']:.1f} ms"
+        )
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,467 @@
+"""Claimants get e-mail on receipt, on each decision and on completion: through a real SMTP
+server on 127.0.0.1, from the outbox, retried with backoff, and never twice for one event."""
+
+import logging
+import re
+import ssl
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import trustme
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, update
+
+from app.clock import FrozenClock
+from app.config import Settings, parse_smtp_url
+from app.db import new_session, writer
+from app.notifications.delivery import NotificationRunner
+from app.notifications.email import SmtpMailer
+from app.notifications.models import ClaimantEmail
+from app.notifications.queue import claim_due_emails, mark_email_submitting, start_email_attempt
+from tests.notifications.conftest import MakeNotifier, SmtpServer
+from tests.notifications.factories import emails, our_logs
+from tests.takedowns.factories import (
+    CLAIMANT_EMAIL,
+    CLAIMANT_NAME,
+    file,
+    filing,
+    ingest,
+    tick,
+)
+
+UNMATCHED = {"email": "agent@rights.example.org"}
+LEASE = timedelta(seconds=60)
+
+
+def file_verified(client: TestClient, headers: dict[str, str], n: int = 1) -> dict[str, Any]:
+    """A request from the article's own domain: its removal runs at the next tick."""
+    article = ingest(client, headers, n)
+    return file(client, filing([article["id"]]))
+
+
+def test_receipt_has_the_status_link_and_the_deadline_in_text_and_html(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    article = ingest(client, ingest_headers)
+    filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+
+    result = make_notifier().run_once()
+
+    assert result.emails_sent == 1
+    [arrived] = smtp_server.messages
+    assert arrived.rcpt_tos == ["agent@rights.example.org"]
+    assert arrived.mail_from == "noreply@news.example"
+    message = arrived.message
+    assert message["To"] == "agent@rights.example.org"
+    assert message["Subject"] == "Removal request received: due by 6 January 2026, 09:00 UTC"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message.get_content_type() == "multipart/alternative"
+    text, html = arrived.part("plain"), arrived.part("html")
+    token = filed["status_token"]
+    link = f"https://news.example/takedown/{filed['id']}?token={token}"
+    for part in (text, html):
+        assert link in part
+        assert "Tuesday 6 January 2026, 09:00 UTC" in part  # the deadline
+        assert filed["id"] in part
+        assert "after a short review, at Monday 5 January 2026, 13:00 UTC" in part
+    assert f'href="{link}"' in html
+    # The link works: it is the claimant's status page.
+    page = client.get(link.removeprefix("https://news.example"))
+    assert page.status_code == 200
+    # Sent: the token is no longer kept in the outbox.
+    [row] = emails(engine)
+    assert (row.kind, row.status, row.secret, row.attempts) == ("receipt", "sent", None, 1)
+
+
+def test_rejection_carries_the_statement_of_reasons_escaped_in_html(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    article = ingest(client, ingest_headers)
+    filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+    reasons = 'The article quotes "Tom & Jerry" under a licence we hold until 2027.'
+    response = client.post(
+        f"/v1/admin/takedowns/{filed['id']}/reject",
+        json={"reason": reasons},
+        headers=admin_headers,
+    )
+    assert response.status_code == 200, response.text
+
+    assert make_notifier().run_once().emails_sent == 2
+
+    receipt, rejection = smtp_server.messages
+    assert receipt.message["Subject"].startswith("Removal request received")
+    assert rejection.message["Subject"] == "Your removal request was rejected"
+    assert reasons in rejection.part("plain")
+    assert "The article quotes &#34;Tom &amp; Jerry&#34; under a licence" in rejection.part("html")
+    assert "token=" not in rejection.part("plain")  # only the receipt carries the link
+
+
+def test_escalation_approval_and_completion_each_send_one_email_in_order(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    first, second = ingest(client, ingest_headers, 1), ingest(client, ingest_headers, 2)
+    filed = file(client, filing([first["id"], second["id"]], claimant=UNMATCHED))
+    for action in ("escalate", "approve"):
+        response = client.post(f"/v1/admin/takedowns/{filed['id']}/{action}", headers=admin_headers)
+        assert response.status_code == 200, response.text
+    assert tick(engine, settings, clock).removed == 2
+
+    assert make_notifier().run_once().emails_sent == 4
+
+    subjects = [arrived.message["Subject"] for arrived in smtp_server.messages]
+    assert subjects[1:] == [
+        "Your removal request is being checked by our staff",
+        "Your removal request was approved",
+        "Your removal request is completed",
+    ]
+    completion = smtp_server.messages[3]
+    assert "We removed 2 articles." in completion.part("plain")
+    assert "We removed 2 articles." in completion.part("html")
+    assert [row.kind for row in emails(engine)] == ["receipt", "escalated", "approved", "completed"]
+
+
+def test_a_request_completed_at_filing_sends_the_receipt_first(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    # Names only a URL we never published: blocked at once, nothing to remove.
+    filed = file(client, filing(["https://www.reuters.com/world/never-seen"]))
+    assert filed["status"] == "completed"
+
+    make_notifier().run_once()
+
+    subjects = [arrived.message["Subject"] for arrived in smtp_server.messages]
+    assert subjects[0].startswith("Removal request received")
+    assert subjects[1].endswith("completed")
+    assert "Nothing was left to remove." in smtp_server.messages[1].part("plain")
+
+
+def test_without_an_smtp_url_emails_are_recorded_as_skipped(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+) -> None:
+    file_verified(client, ingest_headers)
+    unset = settings.model_copy(update={"smtp_url": None})
+    runner = NotificationRunner(engine=engine, settings=unset, clock=clock)
+
+    assert runner.run_once().emails_skipped == 1
+
+    [row] = emails(engine)
+    assert row.status == "skipped"
+    assert row.secret is None
+    assert row.last_error == "BYLINE_SMTP_URL is not set: recorded, not sent"
+    assert smtp_server.messages == []
+    runner.close()
+
+
+def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    file_verified(client, ingest_headers)
+    smtp_server.inbox.rcpt_answers = ["451 4.3.0 Mailbox temporarily unavailable"]
+    runner = make_notifier()
+
+    assert runner.run_once().email_retries == 1
+    [row] = emails(engine)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=30)
+    assert row.last_error == "the SMTP server refused the recipient with 451"
+
+    assert runner.run_once().claimed == 0  # not before the backoff
+    clock.advance(timedelta(seconds=30))
+    assert runner.run_once().emails_sent == 1
+    assert runner.run_once().claimed == 0
+    assert len(smtp_server.messages) == 1
+    [row] = emails(engine)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_a_permanent_refusal_fails_at_once_and_never_names_the_claimant(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    file_verified(client, ingest_headers)
+    smtp_server.inbox.rcpt_answers = [f"550 5.1.1 <{CLAIMANT_EMAIL}>: no such user"]
+
+    with caplog.at_level(logging.DEBUG):
+        assert make_notifier().run_once().emails_failed == 1
+
+    [row] = emails(engine)
+    assert (row.status, row.secret) == ("failed", None)
+    assert row.last_error == "the SMTP server refused the recipient with 550"
+    logged = our_logs(caplog)
+    assert "e-mail failed for good" in logged
+    assert CLAIMANT_EMAIL not in logged and CLAIMANT_NAME not in logged
+
+
+def test_server_down_then_back_sends_every_email_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    for n in (1, 2, 3):
+        file_verified(client, ingest_headers, n)
+    smtp_server.stop()
+    runner = make_notifier()
+
+    for _ in range(3):
+        result = runner.run_once()
+        assert result.emails_sent == 0
+        clock.advance(timedelta(minutes=10))
+    assert {row.status for row in emails(engine)} == {"pending"}
+    assert all("ConnectionRefusedError" in (row.last_error or "") for row in emails(engine))
+
+    smtp_server.start()
+    assert runner.run_once().emails_sent == 3
+    assert runner.run_once().claimed == 0
+    assert sorted(arrived.rcpt_tos[0] for arrived in smtp_server.messages) == [CLAIMANT_EMAIL] * 3
+    assert {row.status for row in emails(engine)} == {"sent"}
+
+
+def test_an_email_queued_twice_for_one_event_is_sent_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    from app.notifications.models import EmailKind
+    from app.notifications.outbox import notify_claimant
+    from app.takedowns.models import Takedown
+
+    filed = file_verified(client, ingest_headers)
+    with new_session(writer(engine)) as session, session.begin():
+        takedown = session.get(Takedown, filed["id"])
+        assert takedown is not None
+        notify_claimant(session=session, takedown=takedown, kind=EmailKind.receipt, now=clock.now())
+
+    make_notifier("a").run_once()
+    make_notifier("b").run_once()
+
+    assert len(smtp_server.messages) == 1
+    assert len(emails(engine)) == 1
+
+
+def test_a_runner_that_died_before_the_hand_over_is_replaced_and_the_email_sent_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    file_verified(client, ingest_headers)
+    with new_session(writer(engine)) as session, session.begin():
+        [claimed] = claim_due_emails(
+            session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
+        )
+        assert start_email_attempt(
+            session=session, email_id=claimed.id, owner="dead", now=clock.now(), lease=LEASE
+        )
+    runner = make_notifier()
+    assert runner.run_once().claimed == 0  # still leased
+
+    clock.advance(LEASE + timedelta(seconds=1))
+    result = runner.run_once()
+
+    assert (result.emails_requeued, result.emails_sent) == (1, 1)
+    assert len(smtp_server.messages) == 1
+    [row] = emails(engine)
+    assert (row.status, row.attempts, row.lease_owner) == ("sent", 2, "test-notifier")
+
+
+def test_a_runner_that_died_during_the_hand_over_is_never_sent_again(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    file_verified(client, ingest_headers)
+    with new_session(writer(engine)) as session, session.begin():
+        [claimed] = claim_due_emails(
+            session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
+        )
+        start_email_attempt(
+            session=session, email_id=claimed.id, owner="dead", now=clock.now(), lease=LEASE
+        )
+        assert mark_email_submitting(session=session, email_id=claimed.id, owner="dead")
+
+    clock.advance(LEASE + timedelta(seconds=1))
+    with caplog.at_level(logging.ERROR):
+        result = make_notifier().run_once()
+
+    assert result.emails_unconfirmed == 1
+    assert smtp_server.messages == []
+    [row] = emails(engine)
+    assert (row.status, row.secret) == ("unconfirmed", None)
+    assert "may have been sent" in caplog.text
+    assert 'byline_claimant_emails{status="unconfirmed"} 1.0' in client.get("/metrics").text
+    assert make_notifier().run_once().claimed == 0
+
+
+def test_a_lost_connection_during_the_hand_over_is_not_retried(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    settings: Settings,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    file_verified(client, ingest_headers)
+
+    class DropsDuringData(SmtpMailer):
+        def send(self, message: Any, *, recipient: str, before_data: Any) -> None:
+            def then_drop() -> bool:
+                assert before_data()
+                raise ConnectionResetError("connection reset by peer")
+
+            super().send(message, recipient=recipient, before_data=then_drop)
+
+    url = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}?starttls=off")
+    mailer = DropsDuringData(url, sender=settings.email_sender, timeout=5)
+
+    assert make_notifier(mailer=mailer).run_once().emails_unconfirmed == 1
+    clock.advance(timedelta(hours=1))
+    assert make_notifier().run_once().claimed == 0
+    [row] = emails(engine)
+    assert row.status == "unconfirmed"
+    assert "ConnectionResetError" in (row.last_error or "")
+
+
+def test_an_email_failing_for_the_whole_window_is_given_up(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    file_verified(client, ingest_headers)
+    smtp_server.stop()
+    runner = make_notifier()
+    runner.run_once()
+    with new_session(writer(engine)) as session, session.begin():
+        session.execute(update(ClaimantEmail).values(next_attempt_at=clock.now()))
+    clock.advance(timedelta(hours=24))
+
+    assert runner.run_once().emails_failed == 1
+    [row] = emails(engine)
+    assert (row.status, row.secret) == ("failed", None)
+
+
+def test_starttls_is_required_and_used_with_the_credentials_of_the_url(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    make_notifier: MakeNotifier,
+) -> None:
+    authority = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_context)
+    logins: list[tuple[str, str]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        from aiosmtpd.smtp import AuthResult
+
+        logins.append((auth.login.decode(), auth.password.decode()))
+        return AuthResult(success=auth.password == b"p@ss word")
+
+    secure = SmtpServer(
+        tls_context=server_context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
+    secure.start()
+    plain = SmtpServer()
+    plain.start()
+    try:
+        file_verified(client, ingest_headers)
+        client_context = ssl.create_default_context()
+        authority.configure_trust(client_context)
+        url = parse_smtp_url(f"smtp://mailer:p%40ss%20word@127.0.0.1:{secure.port}")
+        assert (url.starttls, url.port, url.password) == (True, secure.port, "p@ss word")
+        mailer = SmtpMailer(
+            url, sender=settings.email_sender, timeout=5, ssl_context=client_context
+        )
+        assert make_notifier(mailer=mailer).run_once().emails_sent == 1
+        assert logins == [("mailer", "p@ss word")]
+        assert len(secure.messages) == 1
+
+        # A server that does not offer STARTTLS is refused, never written to in clear.
+        file_verified(client, ingest_headers, 2)
+        clear = parse_smtp_url(f"smtp://mailer:secret@127.0.0.1:{plain.port}")
+        refusing = SmtpMailer(clear, sender=settings.email_sender, timeout=5)
+        assert make_notifier(mailer=refusing).run_once().email_retries == 1
+        assert plain.messages == []
+        pending = [row for row in emails(engine) if row.status == "pending"]
+        assert "STARTTLS" in (pending[0].last_error or "")
+    finally:
+        secure.stop()
+        plain.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://host", "must be smtp://"),
+        ("smtp://", "must be smtp://"),
+        ("smtp://u:p@host?starttls=off", "refuses to send a password in clear"),
+        ("smtps://host?starttls=off", "TLS from the start"),
+        ("smtp://host/path", "takes no path"),
+        ("smtp://host?tls=1", "the only option"),
+        ("smtp://host:99999", "not a valid URL"),
+    ],
+)
+def test_bad_smtp_urls_are_refused_without_repeating_them(url: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        Settings(smtp_url=url)  # type: ignore[arg-type]
+    assert "p@" not in str(error.value).split("input_value")[0]
+
+
+def test_smtp_url_defaults() -> None:
+    assert parse_smtp_url("smtp://relay.example").port == 587
+    secure = parse_smtp_url("smtps://u:p@relay.example")
+    assert (secure.port, secure.implicit_tls, secure.starttls) == (465, True, False)
+    clear = parse_smtp_url("smtp://127.0.0.1:25?starttls=off")
+    assert (clear.port, clear.starttls, clear.username) == (25, False, None)

@@ -1,0 +1,102 @@
+"""`byline worker` delivers webhooks as a real process, and one killed mid-delivery loses
+nothing: another runner sends the event again, with the same id, once the lease expires.
+The worker uses the system clock, so rows here are due relative to the real now; the test
+waits on its peers (with timeouts), never on a fixed sleep."""
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.clock import FrozenClock
+from tests.notifications.conftest import MakeNotifier, Receiver
+from tests.notifications.factories import deliveries, register
+from tests.scheduler.test_worker_process import TIMEOUT, Worker
+from tests.takedowns.factories import ingest
+
+
+@pytest.fixture
+def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    started: list[Worker] = []
+
+    def start(*args: str, **env: str) -> Worker:
+        worker = Worker(database_url, tmp_path / f"worker-{len(started)}.log", *args, **env)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def test_worker_killed_mid_delivery_is_replaced_and_the_event_still_delivered(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    receiver: Receiver,
+    make_notifier: MakeNotifier,
+    start_worker: Callable[..., Worker],
+) -> None:
+    clock.set(datetime.now(UTC))
+    register(client, admin_headers, receiver.url, ["article.created"])
+    ingest(client, ingest_headers, 1)
+    # The receiver takes the request and holds its answer: the worker is mid-delivery.
+    receiver.hold = threading.Event()
+    worker = start_worker(
+        BYLINE_WEBHOOK_TIMEOUT_SECONDS="30", BYLINE_PUBLIC_BASE_URL="https://news.example"
+    )
+    if not receiver.arrived.wait(TIMEOUT):
+        pytest.fail(f"the worker sent nothing:\n{worker.output()}")
+    [delivery] = deliveries(engine)
+    assert (delivery.status, delivery.attempts) == ("delivering", 1)
+
+    worker.process.send_signal(signal.SIGKILL)
+    assert worker.wait() == -signal.SIGKILL
+    receiver.hold.set()
+    receiver.hold = None
+
+    survivor = make_notifier("survivor")
+    assert delivery.lease_expires_at is not None
+    assert survivor.run_once(delivery.lease_expires_at - timedelta(seconds=1)).claimed == 0
+    clock.set(delivery.lease_expires_at + timedelta(seconds=1))
+    result = survivor.run_once()
+
+    assert (result.deliveries_requeued, result.delivered) == (1, 1)
+    first, second = receiver.requests
+    assert first.json()["id"] == second.json()["id"]  # the receiver dedupes on it
+    assert first.body == second.body
+    [delivery] = deliveries(engine)
+    assert (delivery.status, delivery.attempts, delivery.lease_owner) == (
+        "delivered",
+        2,
+        "survivor",
+    )
+
+
+def test_worker_once_delivers_due_events_and_says_so(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    receiver: Receiver,
+    start_worker: Callable[..., Worker],
+) -> None:
+    clock.set(datetime.now(UTC))
+    register(client, admin_headers, receiver.url)
+    for n in (1, 2, 3):
+        ingest(client, ingest_headers, n)
+
+    worker = start_worker("--once")
+
+    assert worker.wait() == 0, worker.output()
+    assert "webhooks delivered 3, e-mails sent 0, e-mails skipped 0" in worker.output()
+    assert len(receiver.accepted()) == 3
+    assert {d.status for d in deliveries(engine)} == {"delivered"}
