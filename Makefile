@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 POSTGRES_URL ?= $(BYLINE_TEST_POSTGRES_URL)
 
 .PHONY: run test test-sqlite test-postgres lint bench load clean
-.PHONY: bench-tools bench-data bench-reads bench-ingest bench-profile bench-report
+.PHONY: bench-tools bench-data bench-reads bench-ingest bench-profile bench-removals bench-report
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -65,7 +65,7 @@ bench-tools: $(VENV)/.installed-bench $(DATASETTE_VENV)/bin/datasette
 	  pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start; \
 	  for _ in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
 
-bench: bench-data bench-reads bench-ingest bench-profile bench-report
+bench: bench-data bench-reads bench-ingest bench-profile bench-removals bench-report
 
 bench-data: bench-tools
 	$(BENCH) bench.generate
@@ -79,8 +79,26 @@ bench-ingest: bench-tools
 bench-profile: bench-tools
 	$(BENCH) bench.profile
 
+# 100,000 queued removals drained on copies of the benchmark databases (1, 2, 4 `byline
+# worker` on PostgreSQL; `byline serve`'s embedded scheduler on SQLite), then filing-to-451
+# latency; timed parts take /tmp/byline-bench.lock. Results: bench/out/removals.{json,md}.
+bench-removals: bench-tools
+	$(BENCH) bench.removals
+
 bench-report:
 	@$(BENCH) bench.report
+
+# Mixed load and the zero-loss checks after it (bench/README.md, "Mixed load"): 5 minutes on
+# PostgreSQL (serve --workers 2 and a separate worker, database byline_load on
+# LOAD_POSTGRES_URL's server), then 60 s on SQLite with the embedded scheduler.
+LOAD_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+load: $(VENV)/.installed
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start; \
+	  for _ in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	LOAD_POSTGRES_URL=$(LOAD_POSTGRES_URL) $(BIN)/python -m bench.load --engine postgres --duration 300
+	$(BIN)/python -m bench.load --engine sqlite --duration 60
 
 clean:
 	rm -rf $(VENV) byline.db byline.db-wal byline.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,8 @@ router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=problem_re
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    # No control characters (a NUL was a 500 on PostgreSQL, found by fuzzing).
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     scope: Scope
 
 

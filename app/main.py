@@ -5,7 +5,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
@@ -15,6 +15,7 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
 from app.errors import install_error_handlers
+from app.inputs import refuse_nul_characters
 from app.limits import BodySizeLimit
 from app.notifications import routes as webhook_admin
 from app.notifications.delivery import NotificationRunner
@@ -85,6 +86,7 @@ def create_app(
         version="0.1.0",
         summary="Articles with attribution, and takedowns carried out within 24 hours.",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.settings = settings
     app.state.engine = engine

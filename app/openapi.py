@@ -37,41 +37,57 @@ def _link(method: str, path: str, description: str, **parameters: str) -> dict[s
 
 _ARTICLE_LINKS = {
     "GetArticle": _link(
-        "get", "/v1/articles/{article_id}", "Read the stored article.",
+        "get",
+        "/v1/articles/{article_id}",
+        "Read the stored article.",
         article_id="$response.body#/article/id",
     ),
     "GetArticleBySlug": _link(
-        "get", "/v1/articles/by-slug/{slug}", "Read the stored article by its slug.",
+        "get",
+        "/v1/articles/by-slug/{slug}",
+        "Read the stored article by its slug.",
         slug="$response.body#/article/slug",
     ),
-}  # fmt: skip
+}
 _TAKEDOWN = "$response.body#/id"
 _FILED_LINKS = {
     "GetTakedown": _link(
-        "get", "/v1/takedowns/{takedown_id}", "Follow the request with its status token.",
+        "get",
+        "/v1/takedowns/{takedown_id}",
+        "Follow the request with its status token.",
         **{"path.takedown_id": _TAKEDOWN, "query.token": "$response.body#/status_token"},
     ),
     "WithdrawTakedown": _link(
-        "post", "/v1/takedowns/{takedown_id}/withdraw", "Withdraw the request.",
+        "post",
+        "/v1/takedowns/{takedown_id}/withdraw",
+        "Withdraw the request.",
         **{"path.takedown_id": _TAKEDOWN, "query.token": "$response.body#/status_token"},
     ),
     "ReviewTakedown": _link(
-        "get", "/v1/admin/takedowns/{takedown_id}", "An operator reads the request.",
+        "get",
+        "/v1/admin/takedowns/{takedown_id}",
+        "An operator reads the request.",
         takedown_id=_TAKEDOWN,
     ),
     "ApproveTakedown": _link(
-        "post", "/v1/admin/takedowns/{takedown_id}/approve", "An operator approves it.",
+        "post",
+        "/v1/admin/takedowns/{takedown_id}/approve",
+        "An operator approves it.",
         takedown_id=_TAKEDOWN,
     ),
     "RejectTakedown": _link(
-        "post", "/v1/admin/takedowns/{takedown_id}/reject", "An operator rejects it.",
+        "post",
+        "/v1/admin/takedowns/{takedown_id}/reject",
+        "An operator rejects it.",
         takedown_id=_TAKEDOWN,
     ),
     "EscalateTakedown": _link(
-        "post", "/v1/admin/takedowns/{takedown_id}/escalate", "An operator escalates it.",
+        "post",
+        "/v1/admin/takedowns/{takedown_id}/escalate",
+        "An operator escalates it.",
         takedown_id=_TAKEDOWN,
     ),
-}  # fmt: skip
+}
 _DECIDED_LINKS = {
     name: link
     for name, link in _FILED_LINKS.items()
@@ -85,12 +101,14 @@ LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("post", "/v1/admin/keys"): {
         "201": {
             "RevokeKey": _link(
-                "delete", "/v1/admin/keys/{key_id}", "Revoke the new key.",
+                "delete",
+                "/v1/admin/keys/{key_id}",
+                "Revoke the new key.",
                 key_id="$response.body#/id",
             )
         }
     },
-}  # fmt: skip
+}
 
 
 def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:

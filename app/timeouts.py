@@ -32,6 +32,9 @@ logger = logging.getLogger("byline.timeouts")
 # Far above any head a client sends us (a long query string and a bearer key), far below
 # what would let a client make us buffer megabytes of headers.
 MAX_HEAD_BYTES = 64 * 1024
+# After refusing a head, how long input is still read (and dropped) before the connection
+# closes: closing with unread input sends a reset, which can destroy the answer in flight.
+LINGER_SECONDS = 2.0
 
 
 def _problem_bytes(
@@ -60,6 +63,7 @@ class SlowClientGuard(HttpToolsProtocol):
         super().connection_made(transport)
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False
         # uvicorn gives a fresh connection no timeout at all before its first request.
         self._start_head_timer()
 
@@ -68,6 +72,8 @@ class SlowClientGuard(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused head: read and dropped until the close
         super().data_received(data)
         # The timer runs while a head is incomplete: a chunk that completed its head is never
         # counted, so the body that came with it does not count against the head.
@@ -120,7 +126,12 @@ class SlowClientGuard(HttpToolsProtocol):
         head = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join([*head, b"\r\n", body]))
-        self.transport.close()
+        # Half-close after the answer, keep reading for a moment, then close (a lingering
+        # close): the client gets the answer even while it is still sending.
+        self._refused = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
 
 class RequestTimeout:

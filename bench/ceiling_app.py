@@ -23,11 +23,13 @@ from sqlalchemy import func, select
 
 from app.articles import routes, service
 from app.articles.schemas import ArticlePublic
+from app.cli import BACKLOG, LIMIT_CONCURRENCY
 from app.config import settings_or_exit
 from app.db import new_session
 from app.errors import ProblemError
 from app.main import create_app
 from app.observability import configure_logging
+from app.timeouts import SlowClientGuard
 
 DOCUMENTS = 1_000
 
@@ -97,8 +99,14 @@ def main() -> None:
         port=args.port,
         workers=1,
         log_config=None,
+        http=SlowClientGuard,
         timeout_keep_alive=5,
+        limit_concurrency=LIMIT_CONCURRENCY,
+        backlog=BACKLOG,
+        timeout_graceful_shutdown=20,
         server_header=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings_or_exit().forwarded_allow_ips,
     )
 
 

@@ -224,9 +224,12 @@ def _load_into(engine: Engine, rows: int) -> None:
                 log(f"load {name}: creating {index_name}")
                 connection.exec_driver_sql(ddl)
             if name == "postgresql":
-                connection.exec_driver_sql(
-                    "SELECT setval(pg_get_serial_sequence('articles', 'id'), max(id)) FROM articles"
-                )
+                # Rows were loaded with explicit ids: new ingests continue after them.
+                for table in ("articles", "publishers"):
+                    connection.exec_driver_sql(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id))"
+                        f" FROM {table}"
+                    )
     if name == "postgresql":
         # What autovacuum would do after a bulk load: statistics and the visibility map.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

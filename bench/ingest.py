@@ -9,52 +9,111 @@ batch for batch in turn (API, raw, API, raw, ...): the API through `byline serve
 in this process, moved to core 0 while it runs, given rows that were already prepared (the
 exact column values ingest stores, from `prepare_article` and `new_article_row`) and only
 timing their `executemany` into `articles` (with RETURNING ids, as ingest does) and
-`article_tags`, committed. The articles added are deleted afterwards, so the database stays
-at N rows.
+`article_tags`, committed. Both write into a scratch copy of the loaded database (a file copy
+on SQLite, `CREATE DATABASE ... TEMPLATE` on PostgreSQL), dropped afterwards: the loaded
+databases are shared with other benchmarks and are never written to.
 """
 
 import argparse
 import http.client
 import json
 import os
+import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, select, update
+import psycopg
+from sqlalchemy import Engine, make_url, select
 
 from app.articles.schemas import ArticleIn
 from app.articles.service import A, P, T, new_article_row, prepare_article
-from app.auth import ApiKey, Scope, create_api_key
+from app.auth import Scope, create_api_key
 from app.db import create_db_engine, new_session, writer
-from app.migrate import upgrade_to_head
 from bench import corpus
+from bench.reads import require_head
 from bench.servers import CLIENT_CPU, SERVER_CPU, byline_server, log, serving
-from bench.targets import ENGINES, OUT_DIR, bench_rows, database_url
+from bench.targets import (
+    ENGINES,
+    OUT_DIR,
+    POSTGRES_SERVER_URL,
+    bench_rows,
+    database_url,
+    postgres_admin_dsn,
+    postgres_database,
+    sqlite_path,
+)
 
 PORT = 8003
 BATCH = 500
 FRESH = 50_000_000  # corpus numbers far above any loaded article
 KEY_NAME = "bench-ingest"
 MAX_BODY_BYTES = 16 * 1024 * 1024
+# Free space left on the disk after a scratch copy, at the least (and never less than the
+# copy's own size): other work on the machine (a database loading, other benchmarks' copies)
+# must not run out of disk because of it.
+SPARE_DISK_BYTES = 8 * 1024**3
+
+
+def _check_space(where: Path, needed: int) -> None:
+    free = shutil.disk_usage(where).free
+    if free < needed + max(needed, SPARE_DISK_BYTES):
+        raise SystemExit(
+            f"a scratch copy needs {needed / 1e9:.1f} GB and {where} has {free / 1e9:.1f} GB free"
+        )
+
+
+@contextmanager
+def scratch_copy(engine_name: str, rows: int) -> Iterator[str]:
+    """A copy of the loaded benchmark database to write into (its URL), deleted afterwards."""
+    require_head(database_url(engine_name, rows))
+    if engine_name == "sqlite":
+        source = sqlite_path(rows)
+        copy = source.with_name(f"scratch-ingest-{source.name}")
+        _check_space(source.parent, source.stat().st_size)
+        started = time.perf_counter()
+        try:
+            for suffix in ("", "-wal"):
+                if Path(f"{source}{suffix}").exists():
+                    shutil.copyfile(f"{source}{suffix}", f"{copy}{suffix}")
+            log(f"sqlite: scratch copy {copy.name} in {time.perf_counter() - started:.0f} s")
+            yield f"sqlite:///{copy}"
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{copy}{suffix}").unlink(missing_ok=True)
+        return
+    source_name = postgres_database(rows)
+    name = f"scratch_ingest_{source_name}"
+    with psycopg.connect(postgres_admin_dsn(), autocommit=True) as admin:
+        size = admin.execute("SELECT pg_database_size(%s)", (source_name,)).fetchone()[0]  # type: ignore[index]
+        data_dir = admin.execute("SHOW data_directory").fetchone()[0]  # type: ignore[index]
+        _check_space(Path(data_dir), size)
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        started = time.perf_counter()
+        for attempt in range(30):
+            try:
+                # FILE_COPY: a copy of the files, not of every block through the WAL.
+                admin.execute(
+                    f'CREATE DATABASE "{name}" TEMPLATE "{source_name}" STRATEGY FILE_COPY'
+                )
+                break
+            except psycopg.errors.ObjectInUse:
+                # Someone is connected to the source (copying it too?): wait for them.
+                if attempt == 29:
+                    raise
+                time.sleep(10)
+        log(f"postgres: scratch copy {name} in {time.perf_counter() - started:.0f} s")
+        try:
+            yield make_url(POSTGRES_SERVER_URL).set(database=name).render_as_string(False)
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _pin(cpu: str) -> None:
     os.sched_setaffinity(0, {int(cpu)})
-
-
-def _clean_up(engine: Engine, rows: int) -> None:
-    """Back to the loaded state: N articles, their publishers' counts, no bench key."""
-    with new_session(writer(engine)) as session, session.begin():
-        session.execute(delete(T).where(T.c.article_id > rows))
-        session.execute(delete(A).where(A.c.id > rows))
-        live = (
-            select(func.count())
-            .where(A.c.publisher_id == P.c.id, A.c.removed_at.is_(None))
-            .scalar_subquery()
-        )
-        session.execute(update(P).values(article_count=live))
-        session.execute(delete(ApiKey).where(ApiKey.name == KEY_NAME))  # type: ignore[arg-type]
 
 
 def _raw_rows(
@@ -104,10 +163,12 @@ def _post_batch(body: bytes, key: str) -> None:
 
 
 def bench_engine(engine_name: str, rows: int, batches: int) -> dict[str, Any]:
-    url = database_url(engine_name, rows)
-    upgrade_to_head(url)  # the app's newest schema; a no-op when it is there
+    with scratch_copy(engine_name, rows) as url:
+        return _bench_copy(engine_name, url, rows, batches)
+
+
+def _bench_copy(engine_name: str, url: str, rows: int, batches: int) -> dict[str, Any]:
     engine = create_db_engine(url)
-    _clean_up(engine, rows)
     with new_session(writer(engine)) as session, session.begin():
         _, key = create_api_key(
             session=session, name=KEY_NAME, scope=Scope.ingest, now=datetime.now(UTC)
@@ -149,7 +210,6 @@ def bench_engine(engine_name: str, rows: int, batches: int) -> dict[str, Any]:
                 )
     finally:
         os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
-        _clean_up(engine, rows)
         engine.dispose()
     api_seconds, raw_seconds = sum(api_runs), sum(raw_runs)
     api_rate = batches * BATCH / api_seconds

@@ -19,10 +19,9 @@ from urllib.parse import urlencode
 
 from app.auth import Scope, create_api_key
 from app.db import create_db_engine, new_session, writer
-from app.migrate import upgrade_to_head
 from bench import corpus
-from bench.ingest import BATCH, FRESH, KEY_NAME, MAX_BODY_BYTES, PORT, _clean_up
-from bench.reads import BYLINE_PORT
+from bench.ingest import BATCH, FRESH, KEY_NAME, MAX_BODY_BYTES, PORT, scratch_copy
+from bench.reads import BYLINE_PORT, require_head
 from bench.servers import REPO, byline_reads_server, byline_server, log, serving
 from bench.targets import ENGINES, OUT_DIR, bench_rows, database_url
 from bench.wrk import run_wrk, write_paths
@@ -47,6 +46,7 @@ CATEGORIES = (
         "database: driver executing and fetching",
         r"^(\w+\.)?(_fetch_one|do_execute\w*|do_commit|do_rollback|fetch\w*) \(",
     ),
+    ("database: driver executing and fetching", r"\((psycopg\w*|sqlite3)/"),
     ("HTML sanitising, text, URL rules", r"\((app/articles/(sanitise|urls)\.py|nh3)"),
     ("SQLAlchemy: statements, results, pool", r"\(sqlalchemy/"),
     ("pydantic: validation and JSON", r"\(pydantic"),
@@ -118,7 +118,7 @@ def _wrk_load(target: str, script: str, args: list[str], seconds: int) -> thread
 
 def profile_reads(engine_name: str, rows: int, paths: list[str], seconds: int) -> None:
     url = database_url(engine_name, rows)
-    upgrade_to_head(url)  # the app's newest schema; a no-op when it is there
+    require_head(url)
     command, env = byline_reads_server(url, BYLINE_PORT)
     ready = f"http://127.0.0.1:{BYLINE_PORT}/v1/articles/1"
     with serving(f"byline-profile-{engine_name}", command, env=env, ready_url=ready) as server:
@@ -152,10 +152,12 @@ def profile_reads(engine_name: str, rows: int, paths: list[str], seconds: int) -
 
 
 def profile_ingest(engine_name: str, rows: int, seconds: int) -> None:
-    url = database_url(engine_name, rows)
-    upgrade_to_head(url)  # the app's newest schema; a no-op when it is there
+    with scratch_copy(engine_name, rows) as url:
+        _profile_ingest_into(engine_name, url, seconds)
+
+
+def _profile_ingest_into(engine_name: str, url: str, seconds: int) -> None:
     engine = create_db_engine(url)
-    _clean_up(engine, rows)
     with new_session(writer(engine)) as session, session.begin():
         _, key = create_api_key(
             session=session, name=KEY_NAME, scope=Scope.ingest, now=corpus.FIRST_DAY
@@ -200,7 +202,6 @@ def profile_ingest(engine_name: str, rows: int, seconds: int) -> None:
                 f"ingest-{engine_name}", server.pid, seconds, threading.Thread(target=post_batches)
             )
     finally:
-        _clean_up(engine, rows)
         engine.dispose()
 
 
@@ -208,11 +209,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=bench_rows())
     parser.add_argument("--engine", choices=[*ENGINES, "both"], default="both")
-    parser.add_argument("--path", choices=[*PATHS, "all"], default="all")
+    parser.add_argument("--path", choices=[*PATHS, "all"], default=["all"], nargs="+")
     parser.add_argument("--seconds", type=int, default=15)
     args = parser.parse_args()
     OUT_DIR.mkdir(exist_ok=True)
-    paths = list(PATHS) if args.path == "all" else [args.path]
+    paths = list(PATHS) if "all" in args.path else args.path
     for engine_name in ENGINES if args.engine == "both" else (args.engine,):
         profile_reads(engine_name, args.rows, paths, args.seconds)
         if "ingest" in paths:

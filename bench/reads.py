@@ -12,7 +12,9 @@ service time, never time spent queueing behind another request.
 """
 
 import argparse
+import http.client
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -27,9 +29,9 @@ from sqlalchemy import func, make_url, select
 from app.articles.cursor import Position, encode_cursor
 from app.articles.service import A
 from app.db import create_db_engine
-from app.migrate import upgrade_to_head
+from app.migrate import current_revision, head_revision
 from bench import corpus
-from bench.servers import byline_reads_server, datasette_server, log, serving
+from bench.servers import CLIENT_CPU, byline_reads_server, datasette_server, log, serving
 from bench.targets import ENGINES, OUT_DIR, bench_rows, database_url, sqlite_path
 from bench.wrk import WrkResult, run_wrk, write_paths
 
@@ -157,17 +159,45 @@ def prewarm(engine_name: str, rows: int) -> None:
                     while file.read(16 << 20):
                         pass
     else:
+        # The relations' files read straight from the data directory (this machine's server):
+        # pg_prewarm would need CREATE EXTENSION, a write into a database others copy.
         dsn = make_url(database_url(engine_name, rows)).set(drivername="postgresql")
         with psycopg.connect(dsn.render_as_string(False), autocommit=True) as connection:
-            connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-            connection.execute(
-                "SELECT pg_prewarm(c.oid::regclass, 'read') FROM pg_class c"
-                " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
-            )
+            data_dir = Path(connection.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
+            files = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT pg_relation_filepath(c.oid) FROM pg_class c"
+                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
+                    " AND pg_relation_filepath(c.oid) IS NOT NULL"
+                )
+            ]
+        for relative in files:
+            first = data_dir / relative
+            for path in [first, *first.parent.glob(first.name + ".*")]:
+                if path.name.split(".")[-1].isdigit() or path == first:
+                    with path.open("rb", buffering=0) as file:
+                        while file.read(16 << 20):
+                            pass
     log(
         f"{engine_name}: database read into the page cache in {time.perf_counter() - started:.0f} s"
     )
+
+
+def require_head(url: str) -> None:
+    """Refuse a database that is not at the app's newest revision, rather than migrate it: the
+    loaded databases are shared (copied for other benchmarks) and never written to."""
+    engine = create_db_engine(url)
+    try:
+        current, head = current_revision(engine), head_revision()
+    finally:
+        engine.dispose()
+    if current != head:
+        raise SystemExit(
+            f"{url}: schema at {current}, the app is at {head}; reload with"
+            " `python -m bench.generate --reload` (the benchmarks never migrate loaded data)"
+        )
 
 
 def _deep_cursor(url: str) -> str:
@@ -198,10 +228,6 @@ def latency(url: str, engine_name: str, rounds: int, seconds: int) -> dict[str, 
             ["/v1/articles?" + urlencode({"cursor": _deep_cursor(url)})],
         ),
     }
-    searches = write_paths(
-        OUT_DIR / "paths-search.txt",
-        ["/v1/articles?" + urlencode({"q": q}) for q in corpus.search_terms(SEARCH_QUERIES)],
-    )
     base = _byline("")
     for name, paths in lists.items():
         run_wrk(f"warm-up {name}", base, "paths.lua", [str(paths)], connections=1, seconds=3)
@@ -211,7 +237,7 @@ def latency(url: str, engine_name: str, rounds: int, seconds: int) -> dict[str, 
             runs[name].append(
                 run_wrk(name, base, "paths.lua", [str(paths)], connections=1, seconds=seconds)
             )
-    search = run_wrk("search", base, "paths.lua", [str(searches)], connections=1, seconds=30)
+    search = search_latency(corpus.search_terms(SEARCH_QUERIES))
     figures = {
         name: {
             "p50_ms": statistics.median(r.p50_ms for r in results),
@@ -219,20 +245,54 @@ def latency(url: str, engine_name: str, rounds: int, seconds: int) -> dict[str, 
         }
         for name, results in runs.items()
     }
-    figures["search"] = {"p50_ms": search.p50_ms, "p99_ms": search.p99_ms}
     return {
         **figures,
+        "search": search,
         "deep_vs_first_p50": figures["deep_page"]["p50_ms"] / figures["first_page"]["p50_ms"],
-        "search_requests": search.requests,
         "runs": {name: [r.as_dict() for r in results] for name, results in runs.items()},
     }
+
+
+def search_latency(queries: list[str]) -> dict[str, Any]:
+    """Every query of the set once, one at a time, from the client core. (wrk cycling through
+    the list for a fixed time would measure the first few queries only, when some are slow.)"""
+    os.sched_setaffinity(0, {int(CLIENT_CPU)})
+    times: dict[str, float] = {}
+    connection = http.client.HTTPConnection("127.0.0.1", BYLINE_PORT, timeout=300)
+    try:
+        for q in queries:
+            path = "/v1/articles?" + urlencode({"q": q})
+            started = time.perf_counter()
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+            times[q] = (time.perf_counter() - started) * 1000
+            if response.status != 200:
+                raise RuntimeError(f"search {q!r} answered {response.status}")
+    finally:
+        connection.close()
+        os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))
+    cuts = statistics.quantiles(times.values(), n=100, method="inclusive")
+    result = {
+        "p50_ms": statistics.median(times.values()),
+        "p90_ms": cuts[89],
+        "p99_ms": cuts[98],
+        "max_ms": max(times.values()),
+        "queries": len(times),
+        "ms_by_query": times,
+    }
+    log(
+        f"search: {len(times)} queries, p50 {result['p50_ms']:.1f} ms, p90 {cuts[89]:.1f} ms,"
+        f" p99 {cuts[98]:.1f} ms, max {result['max_ms']:.0f} ms"
+    )
+    return result
 
 
 def bench_engine(
     engine_name: str, rows: int, rounds: int, seconds: int, parts: set[str]
 ) -> dict[str, Any]:
     url = database_url(engine_name, rows)
-    upgrade_to_head(url)  # the app's newest schema; a no-op when it is there
+    require_head(url)
     command, env = byline_reads_server(url, BYLINE_PORT)
     with (
         serving(

@@ -16,14 +16,12 @@ from app.articles.schemas import (
     ArticlePublic,
     ArticlesPublic,
     ArticleSummary,
-    Author,
     BatchResult,
-    Image,
     IngestResult,
     PublishersPublic,
     PublisherWithCount,
 )
-from app.articles.search import search_articles
+from app.articles.search import SearchWindow, search_articles
 from app.auth import IngestKey
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
@@ -59,9 +57,8 @@ def credit_line(
 
 
 def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
-    """An article row as the fields of ArticleSummary. Authors and image were validated on
-    the way in: they are built without running the input validators again (which normalise
-    URLs in Python and cost more than the rest of the conversion)."""
+    """An article row as the fields of ArticleSummary, as plain values: the model is built
+    from them in one validation, in Rust."""
     authors = row.authors or []
     return {
         "id": row.id,
@@ -71,9 +68,7 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
         "excerpt": row.excerpt,
         "language": row.language,
         "tags": row.tags or [],
-        "image": (
-            Image.model_construct(url=row.image_url, alt=row.image_alt) if row.image_url else None
-        ),
+        "image": {"url": row.image_url, "alt": row.image_alt} if row.image_url else None,
         "published_at": row.published_at,
         "updated_at": row.updated_at,
         "attribution": {
@@ -81,7 +76,7 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
             "canonical_url": row.canonical_url,
             "source_domain": row.source_domain,
             "publisher": {"name": row.publisher_name, "url": row.publisher_url},
-            "authors": [Author.model_construct(**author) for author in authors],
+            "authors": authors,
             "license": row.license,
             "published_at": row.published_at,
             "first_seen_at": row.first_seen_at,
@@ -241,6 +236,8 @@ async def list_articles(
     position = decode_cursor(cursor) if cursor else None
     if position is not None and (position.rank is None) != (q is None):
         raise BadCursor()  # a search cursor on a listing, or the reverse
+    if position is not None and q is None and position.window_start is not None:
+        raise BadCursor()
     base = _base(request)
     # One hop to the threadpool for the query and the conversion (a session dependency and
     # a sync route cost four, each a wait for the GIL under load).
@@ -270,17 +267,29 @@ def _page(
     last = None
     with engine.connect() as connection:
         if q is not None:
-            after_score = (
-                (position.rank, position.article_id)
-                if position and position.rank is not None
-                else None
-            )
+            after_score, window = None, None
+            if position is not None and position.rank is not None:
+                after_score = (position.rank, position.article_id)
+                if position.window_start is not None:
+                    window = SearchWindow(position.window_start, position.window_end)
             matches = search_articles(
-                session=connection, q=q, filters=filters, after=after_score, limit=limit
+                session=connection,
+                q=q,
+                filters=filters,
+                after=after_score,
+                window=window,
+                limit=limit,
             )
-            rows = [row for row, _ in matches]
+            rows = [match.row for match in matches]
             if matches:
-                last = Position(matches[-1][0].published_at, matches[-1][0].id, matches[-1][1])
+                end = matches[-1]
+                last = Position(
+                    end.row.published_at,
+                    end.row.id,
+                    end.score,
+                    end.window.start if end.window else None,
+                    end.window.end if end.window else None,
+                )
         else:
             after = (position.published_at, position.article_id) if position else None
             rows = service.list_articles(

@@ -110,6 +110,18 @@ class PublisherPublic(BaseModel):
     url: str | None
 
 
+# What reads return: the stored values, validated once on the way in, are not validated
+# again (the input models' URL rules cost more per article than the rest of a read).
+class AuthorPublic(BaseModel):
+    name: str
+    url: str | None = None
+
+
+class ImagePublic(BaseModel):
+    url: str
+    alt: str | None = None
+
+
 class Attribution(BaseModel):
     """Everything a page needs to say "read the original here"."""
 
@@ -117,7 +129,7 @@ class Attribution(BaseModel):
     canonical_url: str
     source_domain: str
     publisher: PublisherPublic
-    authors: list[Author]
+    authors: list[AuthorPublic]
     license: str | None
     published_at: datetime
     first_seen_at: datetime
@@ -132,7 +144,7 @@ class ArticleSummary(BaseModel):
     excerpt: str | None
     language: str | None
     tags: list[str]
-    image: Image | None
+    image: ImagePublic | None
     published_at: datetime
     updated_at: datetime
     attribution: Attribution

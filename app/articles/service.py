@@ -6,7 +6,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -583,38 +583,54 @@ def article_facts(*, session: Session, article_ids: Iterable[int]) -> dict[int, 
     return {row.id: ArticleFacts(**row._mapping) for row in rows}
 
 
-def remove_article(*, session: Session, article_id: int, takedown_id: str, now: datetime) -> bool:
-    """Delete the content and keep the tombstone (id, canonical URL, publisher, first seen,
-    content hash, takedown). True when removed now; False when it was already removed."""
-    removed = session.execute(
-        update(A)
-        .where(A.c.id == article_id, A.c.removed_at.is_(None))
-        .values(
-            title=None,
-            excerpt=None,
-            body_html=None,
-            body_text=None,
-            image_url=None,
-            image_alt=None,
-            authors=None,
-            tags=None,
-            license=None,
-            removed_at=now,
-            removed_by_takedown_id=takedown_id,
+def remove_articles(
+    *, session: Session, removals: Mapping[str, Sequence[int]], now: datetime
+) -> dict[str, set[int]]:
+    """Delete the content of {takedown id: article ids} and keep the tombstones (id,
+    canonical URL, publisher, first seen, content hash, takedown); the ids removed now, by
+    takedown (an article removed already is left as it is). 404 for an unknown id.
+
+    Publisher counts change once, at the end and in publisher id order, as batch ingest
+    changes them: a scheduler's batch and an ingest sharing publishers cannot deadlock."""
+    removed: dict[str, set[int]] = {}
+    gone: list[Any] = []
+    for takedown_id, article_ids in removals.items():
+        ids = sorted(set(article_ids))
+        rows = session.execute(
+            update(A)
+            .where(A.c.id.in_(ids), A.c.removed_at.is_(None))
+            .values(
+                title=None,
+                excerpt=None,
+                body_html=None,
+                body_text=None,
+                image_url=None,
+                image_alt=None,
+                authors=None,
+                tags=None,
+                license=None,
+                removed_at=now,
+                removed_by_takedown_id=takedown_id,
+            )
+            .returning(A.c.id, A.c.publisher_id, A.c.canonical_url)
+        ).all()
+        removed[takedown_id] = {row.id for row in rows}
+        gone.extend((takedown_id, row) for row in rows)
+        not_removed = set(ids) - removed[takedown_id]
+        if not_removed:
+            known = session.scalars(select(A.c.id).where(A.c.id.in_(sorted(not_removed))))
+            unknown = not_removed - set(known)
+            if unknown:
+                raise NotFound(f"No article with id {min(unknown)}.")
+    if gone:
+        session.execute(delete(T).where(T.c.article_id.in_(sorted(row.id for _, row in gone))))
+        deltas: Counter[int] = Counter()
+        for _, row in gone:
+            deltas[row.publisher_id] -= 1
+        _adjust_counts(session, deltas)
+        notifications.publish_articles_removed(
+            session=session,
+            removed=[(row.id, row.canonical_url, takedown_id) for takedown_id, row in gone],
+            now=now,
         )
-        .returning(A.c.publisher_id, A.c.canonical_url)
-    ).first()
-    if removed is None:
-        if session.scalar(select(A.c.id).where(A.c.id == article_id)) is None:
-            raise NotFound(f"No article with id {article_id}.")
-        return False
-    session.execute(delete(T).where(T.c.article_id == article_id))
-    _adjust_counts(session, Counter({removed.publisher_id: -1}))
-    notifications.publish_article_removed(
-        session=session,
-        article_id=article_id,
-        canonical_url=removed.canonical_url,
-        takedown_id=takedown_id,
-        now=now,
-    )
-    return True
+    return removed

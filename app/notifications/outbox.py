@@ -1,5 +1,5 @@
 """The outbox: what other domains record in their own transaction (`notify_claimant`,
-`publish_article_changes`, `publish_article_removed`, `publish_takedown_completed`), so that
+`publish_article_changes`, `publish_articles_removed`, `publish_takedown_completed`), so that
 an event and its notifications commit or roll back together. `queue.py` holds the SQL with
 which the runner (`delivery.py`) drains it.
 
@@ -159,10 +159,11 @@ def publish_article_changes(
     )
 
 
-def publish_article_removed(
-    *, session: Session, article_id: int, canonical_url: str, takedown_id: str, now: datetime
+def publish_articles_removed(
+    *, session: Session, removed: Iterable[tuple[int, str, str]], now: datetime
 ) -> int:
-    """`article.removed`: frontends and caches purge their copy."""
+    """`article.removed` for (article id, canonical URL, takedown id) triples: frontends and
+    caches purge their copy."""
     return publish(
         session=session,
         events=[
@@ -177,6 +178,7 @@ def publish_article_removed(
                     "takedown_id": takedown_id,
                 },
             )
+            for article_id, canonical_url, takedown_id in removed
         ],
         now=now,
     )

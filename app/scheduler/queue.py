@@ -1,8 +1,8 @@
 """The removal queue's SQL, all of it: enqueue, schedule, cancel, claim, lease, finish, retry.
 
 Takedowns fill the queue (`enqueue_removals`, `schedule_removals`, `cancel_removals`); the
-runner drains it (`requeue_expired_leases`, `claim_due_removals`, `finish_claimed_removal`,
-`record_removal_failure`, `release_claims`).
+runner drains it (`requeue_expired_leases`, `claim_due_removals`, `renew_leases`,
+`finish_claimed_removals`, `record_removal_failure`, `release_claims`).
 
 Claims take row locks with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so any number of workers
 share the queue; SQLite ignores the clause and relies on its single writer (callers open
@@ -10,7 +10,7 @@ claim transactions with `writer(engine)`, i.e. BEGIN IMMEDIATE).
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -222,45 +222,93 @@ def claim_due_removals(
     return sorted(claimed, key=lambda job: (job.deadline_at, job.id))
 
 
-def finish_claimed_removal(
+def finish_claimed_removals(
     *,
     session: Session,
-    job_id: int,
+    job_ids: Sequence[int],
     owner: str,
     status: JobStatus,
     now: datetime,
     note: str | None = None,
-) -> bool:
-    """Mark a row `owner` holds done (or cancelled, with why), locking it to the end of the
-    transaction. False when `owner` lost the row (its lease expired and the row was requeued
-    or claimed again): then nothing may be done with it. Called *before* the removal in the
-    same transaction, so the row lock keeps out every other runner and a failed removal
-    rolls the marking back. `lease_owner` stays: it names the runner that executed the row."""
+) -> set[int]:
+    """Mark rows `owner` holds done (or cancelled, with why) in one statement, locking them to
+    the end of the transaction; the ids marked. A row missing from the answer was lost by
+    `owner` (its lease expired and it was requeued or claimed again): nothing may be done
+    with it. Called *before* the removals in the same transaction, so the row locks keep out
+    every other runner and a failed removal rolls the marking back. `lease_owner` stays: it
+    names the runner that executed the row."""
+    if not job_ids:
+        return set()
     values: dict[str, Any] = {"status": status.value, "finished_at": now, "lease_expires_at": None}
     if note is not None:
         values["last_error"] = note[:LAST_ERROR_MAX_CHARS]
     finished = session.execute(
         update(J)
-        .where(J.c.id == job_id, J.c.status == JobStatus.running.value, J.c.lease_owner == owner)
+        .where(
+            J.c.id.in_(list(job_ids)),
+            J.c.status == JobStatus.running.value,
+            J.c.lease_owner == owner,
+        )
         .values(values)
         .returning(J.c.id)
-    ).first()
-    return finished is not None
+    ).scalars()
+    return set(finished)
 
 
-def lock_takedown_completion(*, session: Session, takedown_id: str) -> None:
+def renew_leases(
+    *, session: Session, job_ids: Sequence[int], owner: str, now: datetime, lease: timedelta
+) -> set[int]:
+    """Extend `owner`'s lease on rows it still holds (a batch that runs long); those ids."""
+    if not job_ids:
+        return set()
+    renewed = session.execute(
+        update(J)
+        .where(
+            J.c.id.in_(list(job_ids)),
+            J.c.status == JobStatus.running.value,
+            J.c.lease_owner == owner,
+        )
+        .values(lease_expires_at=now + lease)
+        .returning(J.c.id)
+    ).scalars()
+    return set(renewed)
+
+
+def lock_takedown_completions(*, session: Session, takedown_ids: Collection[str]) -> None:
     """Serialise the "was this the takedown's last row?" check between runners.
 
-    Taken after the row's removal and held to commit: whichever runner finishes last
-    sees every other runner's row as done and completes the takedown, exactly once. SQLite
-    has a single writer, so there is nothing to do there."""
-    if session.get_bind().dialect.name != "postgresql":
+    Taken after the rows' removals and held to commit: whichever runner finishes last sees
+    every other runner's rows as done and completes the takedown, exactly once. One
+    statement for all the batch's takedowns, in key order, so two runners never wait on each
+    other's locks in a cycle. SQLite has a single writer, so there is nothing to do there."""
+    if not takedown_ids or session.get_bind().dialect.name != "postgresql":
         return
-    key = int.from_bytes(hashlib.sha256(takedown_id.encode()).digest()[:4], "big", signed=True)
+    keys = sorted(
+        {int.from_bytes(hashlib.sha256(t.encode()).digest()[:4], "big", signed=True)
+         for t in takedown_ids}
+    )  # fmt: skip
+    # PostgreSQL evaluates a volatile function in the select list after the sort.
     session.execute(
-        text("SELECT pg_advisory_xact_lock(:namespace, :key)"),
-        {"namespace": _COMPLETION_LOCK_NAMESPACE, "key": key},
+        text(
+            "SELECT pg_advisory_xact_lock(:namespace, key)"
+            " FROM unnest(CAST(:keys AS integer[])) AS key ORDER BY key"
+        ),
+        {"namespace": _COMPLETION_LOCK_NAMESPACE, "keys": keys},
     )
+
+
+def open_removal_counts(*, session: Session, takedown_ids: Collection[str]) -> dict[str, int]:
+    """`open_removal_count` of several takedowns in one query (0 for those with none)."""
+    if not takedown_ids:
+        return {}
+    rows = session.execute(
+        select(J.c.takedown_id, func.count())
+        .where(J.c.takedown_id.in_(list(takedown_ids)), J.c.status.in_(UNFINISHED_STATUSES))
+        .group_by(J.c.takedown_id)
+    ).all()
+    counts = dict.fromkeys(takedown_ids, 0)
+    counts.update({takedown_id: count for takedown_id, count in rows})
+    return counts
 
 
 def retry_at(*, now: datetime, attempts: int, deadline_at: datetime) -> datetime:

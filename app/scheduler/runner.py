@@ -1,18 +1,20 @@
 """The runner that drains the removal queue: one loop, embedded in the API or in `byline worker`.
 
 A tick requeues rows whose lease expired, then claims due rows (earliest deadline first) in
-bounded batches and executes each in its own transaction. A row's removal, its `done`
-marking and, for the takedown's last row, the takedown's completion commit together, so a
-worker killed at any point leaves either nothing or everything of that row: the next runner
-redoes at most an idempotent no-op, and the audit shows one removal per article.
+bounded batches and executes each batch in one transaction: the rows' `done` marking, their
+removals and audit rows and, for a takedown whose last row this was, its completion commit
+together, so a worker killed at any point leaves either nothing or everything of a batch:
+the next runner redoes at most an idempotent no-op, and the audit shows one removal per
+article. A batch whose transaction fails is rolled back and its rows run again one per
+transaction, so one failing removal is retried on its own and never sinks the others.
 """
 
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
@@ -29,12 +31,13 @@ from app.scheduler.models import JobStatus
 from app.scheduler.queue import (
     ClaimedRemoval,
     claim_due_removals,
-    finish_claimed_removal,
-    lock_takedown_completion,
-    open_removal_count,
+    finish_claimed_removals,
+    lock_takedown_completions,
+    open_removal_counts,
     open_removals_near_deadline,
     record_removal_failure,
     release_claims,
+    renew_leases,
     requeue_expired_leases,
 )
 
@@ -45,10 +48,13 @@ DEADLINE_WARNING = timedelta(hours=1)
 DEADLINE_LOG_LIMIT = 100
 
 
-class CarryOutRemoval(Protocol):
+class CarryOutRemovals(Protocol):
+    """Remove takedowns' articles ({takedown id: article ids}, locked in that order) in the
+    caller's transaction; the ids removed now, by takedown."""
+
     def __call__(
-        self, *, session: Session, takedown_id: str, article_id: int, now: datetime
-    ) -> bool: ...
+        self, *, session: Session, removals: Mapping[str, Sequence[int]], now: datetime
+    ) -> Mapping[str, Collection[int]]: ...
 
 
 class CompleteTakedown(Protocol):
@@ -59,24 +65,35 @@ class RecordBreaches(Protocol):
     def __call__(self, *, session: Session, now: datetime) -> int: ...
 
 
+class ForgetRateWindows(Protocol):
+    def __call__(self, *, session: Session, settings: Settings, now: datetime) -> int: ...
+
+
 @dataclass(frozen=True)
 class RemovalActions:
     """What the runner asks of the takedowns domain (tests may substitute one)."""
 
-    carry_out: CarryOutRemoval
+    carry_out: CarryOutRemovals
     complete: CompleteTakedown
     record_breaches: RecordBreaches
+    forget_rate_windows: ForgetRateWindows
 
 
 def takedown_actions() -> RemovalActions:
-    """The takedowns domain's removal, completion and SLA-breach sweep."""
+    """The takedowns domain's removal, completion, SLA-breach sweep and rate-limit cleanup."""
     # Imported here: the takedowns service imports the queue, which this package owns.
-    from app.takedowns.service import carry_out_removal, complete_takedown, record_sla_breaches
+    from app.takedowns.service import (
+        carry_out_removals,
+        complete_takedown,
+        forget_ended_rate_windows,
+        record_sla_breaches,
+    )
 
     return RemovalActions(
-        carry_out=carry_out_removal,
+        carry_out=carry_out_removals,
         complete=complete_takedown,
         record_breaches=record_sla_breaches,
+        forget_rate_windows=forget_ended_rate_windows,
     )
 
 
@@ -145,6 +162,7 @@ class RemovalRunner:
         owner: str | None = None,
         actions: RemovalActions | None = None,
         metrics: RunnerCounters | None = None,
+        rows_per_transaction: int | None = None,
         pause_after_removal: float = 0.0,
     ) -> None:
         self.engine = engine
@@ -154,8 +172,10 @@ class RemovalRunner:
         self.actions = actions or takedown_actions()
         self.metrics = metrics
         # Test hook (`byline worker --test-pause-after-removal`): lets a test kill a worker
-        # deterministically between two rows of one batch.
+        # deterministically between two rows of one batch, so rows go one per transaction.
         self.pause_after_removal = pause_after_removal
+        # None: each claimed batch in one transaction.
+        self.rows_per_transaction = 1 if pause_after_removal else rows_per_transaction
         self._deadline_logged: dict[int, int] = {}
 
     @property
@@ -184,18 +204,20 @@ class RemovalRunner:
         result.requeued = len(expired)
         with new_session(writer(self.engine)) as session, session.begin():
             result.breaches_recorded = self.actions.record_breaches(session=session, now=moment())
+            self.actions.forget_rate_windows(session=session, settings=self.settings, now=moment())
         batch_size = self.settings.scheduler_batch_size
         while not stop.is_set():
+            claimed_at = moment()
             with new_session(writer(self.engine)) as session, session.begin():
                 batch = claim_due_removals(
                     session=session,
                     owner=self.owner,
-                    now=moment(),
+                    now=claimed_at,
                     limit=batch_size,
                     lease=self.lease,
                 )
             result.claimed += len(batch)
-            self._execute_batch(batch, moment, stop, result)
+            self._execute_batch(batch, claimed_at + self.lease, moment, stop, result)
             if len(batch) < batch_size:
                 break
         self._log_deadlines(moment())
@@ -227,61 +249,141 @@ class RemovalRunner:
     def _execute_batch(
         self,
         batch: list[ClaimedRemoval],
+        lease_expires_at: datetime,
         moment: Callable[[], datetime],
         stop: threading.Event,
         result: TickResult,
     ) -> None:
-        for index, job in enumerate(batch):
+        size = self.rows_per_transaction or len(batch) or 1
+        rest = batch
+        while rest:
             if stop.is_set():
                 with new_session(writer(self.engine)) as session, session.begin():
                     result.released += release_claims(
-                        session=session, owner=self.owner, job_ids=[j.id for j in batch[index:]]
+                        session=session, owner=self.owner, job_ids=[j.id for j in rest]
                     )
                 return
-            result.count(job.id, self.execute(job, moment()))
+            now = moment()
+            if now >= lease_expires_at - self.lease / 2:
+                rest, lease_expires_at = self._renew(rest, now, result)
+            for job_id, execution in self.execute_together(rest[:size], now).items():
+                result.count(job_id, execution)
+            rest = rest[size:]
             if self.pause_after_removal:
                 stop.wait(self.pause_after_removal)
+
+    def _renew(
+        self, rest: list[ClaimedRemoval], now: datetime, result: TickResult
+    ) -> tuple[list[ClaimedRemoval], datetime]:
+        """Extend the lease on the batch's rows not done yet (a slow batch must not be taken
+        over while it runs); rows already lost are dropped."""
+        with new_session(writer(self.engine)) as session, session.begin():
+            held = renew_leases(
+                session=session,
+                job_ids=[job.id for job in rest],
+                owner=self.owner,
+                now=now,
+                lease=self.lease,
+            )
+        for job in rest:
+            if job.id not in held:
+                self._log_lost(job)
+                result.count(job.id, Execution("lost"))
+        return [job for job in rest if job.id in held], now + self.lease
+
+    def execute_together(
+        self, jobs: Sequence[ClaimedRemoval], now: datetime
+    ) -> dict[int, Execution]:
+        """Carry out claimed rows in one transaction; if it fails, each in its own (so a
+        failing row is retried or cancelled alone, and the others are done once)."""
+        if len(jobs) <= 1:
+            return {job.id: self.execute(job, now) for job in jobs}
+        try:
+            executions = self._carry_out(jobs, now)
+        except Exception as exc:
+            logger.warning(
+                "removal batch failed; running its %d rows one per transaction: %s",
+                len(jobs),
+                describe_error(exc),
+            )
+            return {job.id: self.execute(job, now) for job in jobs}
+        self._log_completions(jobs, executions)
+        return executions
 
     def execute(self, job: ClaimedRemoval, now: datetime) -> Execution:
         """Carry out one claimed row in its own transaction; the outcome's name."""
         try:
-            with new_session(writer(self.engine)) as session, session.begin():
-                if not finish_claimed_removal(
-                    session=session,
-                    job_id=job.id,
-                    owner=self.owner,
-                    status=JobStatus.done,
-                    now=now,
-                ):
-                    logger.warning(
-                        "removal lease lost before executing; another runner has the row",
-                        extra={"job_id": job.id, "owner": self.owner},
-                    )
-                    return Execution("lost")
-                removed = self.actions.carry_out(
-                    session=session, takedown_id=job.takedown_id, article_id=job.article_id, now=now
-                )
-                lock_takedown_completion(session=session, takedown_id=job.takedown_id)
-                completed = open_removal_count(session=session, takedown_id=job.takedown_id) == 0
-                if completed:
-                    self.actions.complete(session=session, takedown_id=job.takedown_id, now=now)
+            execution = self._carry_out([job], now)[job.id]
         except ProblemError as exc:
             if exc.status == 409:
                 return self._cancel(job, exc, now)
             return self._fail(job, exc, now)
         except Exception as exc:
             return self._fail(job, exc, now)
-        if completed:
-            logger.info("takedown completed", extra={"takedown_id": job.takedown_id})
-        return Execution("removed" if removed else "already_removed", completed)
+        self._log_completions([job], {job.id: execution})
+        return execution
+
+    def _carry_out(self, jobs: Sequence[ClaimedRemoval], now: datetime) -> dict[int, Execution]:
+        """One transaction: mark the rows done, remove their articles takedown by takedown,
+        and complete each takedown whose last row this was."""
+        executions: dict[int, Execution] = {}
+        with new_session(writer(self.engine)) as session, session.begin():
+            held = finish_claimed_removals(
+                session=session,
+                job_ids=[job.id for job in jobs],
+                owner=self.owner,
+                status=JobStatus.done,
+                now=now,
+            )
+            by_takedown: dict[str, list[ClaimedRemoval]] = {}
+            for job in jobs:
+                if job.id in held:
+                    by_takedown.setdefault(job.takedown_id, []).append(job)
+            # Takedowns in one global order (a takedown's rows share its deadline), so two
+            # runners take the takedowns' locks in the same order.
+            order = sorted(by_takedown, key=lambda t: (by_takedown[t][0].deadline_at, t))
+            removed = self.actions.carry_out(
+                session=session,
+                removals={t: [job.article_id for job in by_takedown[t]] for t in order},
+                now=now,
+            )
+            for takedown_id in order:
+                for job in by_takedown[takedown_id]:
+                    done_now = job.article_id in removed[takedown_id]
+                    executions[job.id] = Execution("removed" if done_now else "already_removed")
+            lock_takedown_completions(session=session, takedown_ids=order)
+            open_rows = open_removal_counts(session=session, takedown_ids=order)
+            for takedown_id in order:
+                if open_rows[takedown_id] == 0:
+                    self.actions.complete(session=session, takedown_id=takedown_id, now=now)
+                    last = by_takedown[takedown_id][-1]
+                    executions[last.id] = replace(executions[last.id], completed_takedown=True)
+        for job in jobs:
+            if job.id not in held:
+                self._log_lost(job)
+                executions[job.id] = Execution("lost")
+        return {job.id: executions[job.id] for job in jobs}
+
+    def _log_lost(self, job: ClaimedRemoval) -> None:
+        logger.warning(
+            "removal lease lost before executing; another runner has the row",
+            extra={"job_id": job.id, "owner": self.owner},
+        )
+
+    def _log_completions(
+        self, jobs: Sequence[ClaimedRemoval], executions: dict[int, Execution]
+    ) -> None:
+        for job in jobs:
+            if executions[job.id].completed_takedown:
+                logger.info("takedown completed", extra={"takedown_id": job.takedown_id})
 
     def _cancel(self, job: ClaimedRemoval, exc: ProblemError, now: datetime) -> Execution:
         # The takedown no longer allows removal (withdrawn or rejected while the row ran):
         # cancelling is the answer, retrying would only fail again.
         with new_session(writer(self.engine)) as session, session.begin():
-            cancelled = finish_claimed_removal(
+            cancelled = finish_claimed_removals(
                 session=session,
-                job_id=job.id,
+                job_ids=[job.id],
                 owner=self.owner,
                 status=JobStatus.cancelled,
                 now=now,

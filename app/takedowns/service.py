@@ -12,12 +12,12 @@ import hmac
 import json
 import secrets
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, text, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -33,6 +33,8 @@ from app.takedowns.audit import Action
 from app.takedowns.blocks import block_takedown, release_takedown_blocks
 from app.takedowns.models import (
     OPEN_STATUSES,
+    AuditEvent,
+    RateLimitCounter,
     Takedown,
     TakedownStatus,
     TakedownTarget,
@@ -554,6 +556,18 @@ def record_sla_breaches(*, session: Session, now: datetime) -> int:
     return len(overdue)
 
 
+def forget_ended_rate_windows(*, session: Session, settings: Settings, now: datetime) -> int:
+    """Delete the filing rate limits' counters of windows that have ended (a client that
+    never files again would keep its row for ever); for the scheduler's tick."""
+    longest = max(settings.rate_per_address.period_seconds, settings.rate_per_email.period_seconds)
+    ended = session.execute(
+        delete(RateLimitCounter).where(
+            col(RateLimitCounter.window_start) <= now - timedelta(seconds=longest)
+        )
+    )
+    return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
 # The claimant ------------------------------------------------------------------------------
 
 
@@ -589,12 +603,25 @@ def withdraw_takedown(
 # The scheduler -----------------------------------------------------------------------------
 
 
-def carry_out_removal(
-    *, session: Session, takedown_id: str, article_id: int, now: datetime
-) -> bool:
-    """Remove one article for a request (in the scheduler's per-row transaction). True when
-    removed now; False when it was removed already. 409 when the request no longer allows
-    removal (withdrawn, rejected, escalated and not approved)."""
+def carry_out_removals(
+    *, session: Session, removals: Mapping[str, Sequence[int]], now: datetime
+) -> dict[str, set[int]]:
+    """Remove requests' articles (in the scheduler's transaction), {takedown id: article
+    ids}; the ids removed now by request, the others were removed already. Every request
+    is locked first, in the order given, and only then are articles touched: a runner never
+    waits for a request while holding a publisher's row, so runners sharing requests and
+    publishers cannot deadlock. One target update and one batch of audit rows per request.
+    409 when a request no longer allows removal (withdrawn, rejected, escalated and not
+    approved)."""
+    for takedown_id in removals:
+        _lock_for_removal(session, takedown_id, now)
+    removed = articles.remove_articles(session=session, removals=removals, now=now)
+    for takedown_id, article_ids in removals.items():
+        _record_removals(session, takedown_id, article_ids, removed[takedown_id], now)
+    return removed
+
+
+def _lock_for_removal(session: Session, takedown_id: str, now: datetime) -> None:
     status = session.scalar(select(col(Takedown.status)).where(col(Takedown.id) == takedown_id))
     # Only the first removal moves the request (exclusive lock); the rest share the row, so
     # several workers remove one request's articles in parallel.
@@ -611,24 +638,44 @@ def carry_out_removal(
         )
     elif takedown.status != S.executing:
         raise Conflict(f"Takedown {takedown_id} is {takedown.status}; its removals do not run.")
-    removed = articles.remove_article(
-        session=session, article_id=article_id, takedown_id=takedown_id, now=now
-    )
+
+
+def _record_removals(
+    session: Session,
+    takedown_id: str,
+    article_ids: Sequence[int],
+    removed: set[int],
+    now: datetime,
+) -> None:
     session.execute(
         update(TT)
-        .where(TT.c.takedown_id == takedown_id, TT.c.article_id == article_id)
+        .where(TT.c.takedown_id == takedown_id, TT.c.article_id.in_(sorted(set(article_ids))))
         .values(state=TargetState.removed)
     )
     if removed:
-        audit.record(
-            session=session,
-            action=Action.removed,
-            actor=audit.SCHEDULER,
-            now=now,
-            takedown_id=takedown_id,
-            article_id=article_id,
+        # One multi-row INSERT: the ORM would flush them one statement each.
+        session.execute(
+            insert(AuditEvent),
+            [
+                {
+                    "at": now,
+                    "actor": audit.SCHEDULER,
+                    "action": Action.removed.value,
+                    "takedown_id": takedown_id,
+                    "article_id": article_id,
+                }
+                for article_id in sorted(removed)
+            ],
         )
-    return removed
+
+
+def carry_out_removal(
+    *, session: Session, takedown_id: str, article_id: int, now: datetime
+) -> bool:
+    """`carry_out_removals` for one article: True when removed now, False when it was
+    removed already."""
+    removed = carry_out_removals(session=session, removals={takedown_id: [article_id]}, now=now)
+    return article_id in removed[takedown_id]
 
 
 def complete_takedown(*, session: Session, takedown_id: str, now: datetime) -> None:

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.articles import search
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
 from tests.articles.factories import article_payload, ingest
 
@@ -163,6 +164,79 @@ def test_search_pages_with_cursor(client: TestClient, ingest_headers: dict[str, 
     assert sorted(ids) == list(range(1, 8))
 
 
+def _flood_items(first: int, count: int) -> list[dict[str, object]]:
+    """Articles mentioning "flood" 1 to 7 times (so their scores differ), a minute apart."""
+    return [
+        article_payload(
+            n,
+            published_at=published(n),
+            body_html="<p>" + "flood and rain " * (1 + n * 5 % 7) + "</p>",
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def _search_page(client: TestClient, url: str) -> tuple[list[dict[str, object]], str]:
+    response = client.get(url)
+    assert response.status_code == 200, response.text
+    link = response.headers.get("link")
+    next_url = link.split(">")[0].lstrip("<").removeprefix("https://news.example") if link else ""
+    return response.json()["items"], next_url
+
+
+def test_postgresql_ranks_search_window_by_window(
+    client: TestClient, ingest_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "RANKED_WINDOW", 3)
+    response = client.post(
+        "/v1/articles/batch", json={"items": _flood_items(0, 8)}, headers=ingest_headers
+    )
+    assert response.json()["counts"] == {"created": 8}
+    items: list[dict[str, object]] = []
+    url = "/v1/articles?q=flood&limit=2"
+    while url:
+        page, url = _search_page(client, url)
+        items += page
+    assert len(items) == 8 and len({item["id"] for item in items}) == 8
+    newest_first = sorted((str(item["published_at"]) for item in items), reverse=True)
+    if client.app.state.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
+        # The 3 newest matches first (best first among them), then the next 3, then the rest.
+        for window in (slice(0, 3), slice(3, 6), slice(6, 8)):
+            assert {str(item["published_at"]) for item in items[window]} == set(
+                newest_first[window]
+            )
+
+
+def test_search_paging_neither_repeats_nor_skips_while_articles_arrive(
+    client: TestClient, ingest_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if client.app.state.engine.dialect.name == "sqlite":  # type: ignore[attr-defined]
+        pytest.skip(
+            "FTS5's bm25 weighs words by the whole corpus: a new article moves every score, so"
+            " a cursor on the score is exact on SQLite only while no article arrives"
+        )
+    monkeypatch.setattr(search, "RANKED_WINDOW", 3)
+    client.post("/v1/articles/batch", json={"items": _flood_items(0, 7)}, headers=ingest_headers)
+    first, url = _search_page(client, "/v1/articles?q=flood&limit=2")
+    # Newer and better matches arrive while the client pages.
+    arrivals = [
+        article_payload(
+            100 + n,
+            published_at=published(1000 + n),
+            body_html="<p>" + "flood " * 20 + "</p>",
+        )
+        for n in range(3)
+    ]
+    client.post("/v1/articles/batch", json={"items": arrivals}, headers=ingest_headers)
+    seen = [item["id"] for item in first]
+    while url:
+        page, url = _search_page(client, url)
+        seen += [item["id"] for item in page]
+    assert len(seen) == len(set(seen)), "an article came twice"
+    original = [item["id"] for item in client.get("/v1/articles?limit=100").json()["items"]]
+    assert set(original[3:]) <= set(seen), "an article that was there all along was skipped"
+
+
 def test_listing_cursor_on_search_is_a_400(
     client: TestClient, ingest_headers: dict[str, str]
 ) -> None:
@@ -271,9 +345,17 @@ _moments = st.datetimes(
     _moments,
     st.integers(min_value=1, max_value=2**62),
     st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    st.none() | _moments | st.just(search.EARLIEST),
+    st.none() | _moments,
 )
-def test_cursor_round_trips(moment: datetime, article_id: int, rank: float | None) -> None:
-    position = Position(moment, article_id, rank)
+def test_cursor_round_trips(
+    moment: datetime,
+    article_id: int,
+    rank: float | None,
+    window_start: datetime | None,
+    window_end: datetime | None,
+) -> None:
+    position = Position(moment, article_id, rank, window_start, window_end)
     assert decode_cursor(encode_cursor(position)) == position
 
 

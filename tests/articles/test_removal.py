@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.articles.models import Article
-from app.articles.service import remove_article
+from app.articles.service import remove_articles
 from app.clock import FrozenClock
 from app.db import new_session
 from app.takedowns.models import Takedown
@@ -37,9 +37,10 @@ def make_takedown(engine: Engine, clock: FrozenClock) -> str:
 
 def remove(engine: Engine, clock: FrozenClock, article_id: int, takedown_id: str) -> bool:
     with new_session(engine) as session, session.begin():
-        return remove_article(
-            session=session, article_id=article_id, takedown_id=takedown_id, now=clock.now()
+        removed = remove_articles(
+            session=session, removals={takedown_id: [article_id]}, now=clock.now()
         )
+        return article_id in removed[takedown_id]
 
 
 def test_removed_article_answers_451_with_blocked_by_link(

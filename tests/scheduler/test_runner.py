@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 
 from app.clock import FrozenClock
 from app.config import Settings
@@ -203,7 +203,7 @@ def test_a_failed_row_keeps_its_takedown_open_until_an_operator_retries_it(
     takedown_id = queue_takedown(engine, [stuck, fine], received_at=clock.now(), run_at=clock.now())
 
     def broken_for_one(**kwargs):  # type: ignore[no-untyped-def]
-        if kwargs["article_id"] == stuck:
+        if any(stuck in ids for ids in kwargs["removals"].values()):
             raise RuntimeError("storage unavailable")
         return actions.carry_out(**kwargs)
 
@@ -372,19 +372,19 @@ def test_a_stopping_runner_gives_back_the_rest_of_its_batch(
     article_ids = ingest_articles(client, ingest_headers, 5)
     queue_takedown(engine, article_ids, received_at=clock.now(), run_at=clock.now())
     stop = threading.Event()
-    runner = make_runner(pause_after_removal=0.0)
-    original = runner.execute
+    runner = make_runner(rows_per_transaction=2)
+    original = runner.execute_together
 
-    def execute_then_stop(job, now):  # type: ignore[no-untyped-def]
-        outcome = original(job, now)
-        stop.set()  # SIGTERM arrives during the first removal
-        return outcome
+    def execute_then_stop(batch, now):  # type: ignore[no-untyped-def]
+        outcomes = original(batch, now)
+        stop.set()  # SIGTERM arrives during the first transaction
+        return outcomes
 
-    runner.execute = execute_then_stop  # type: ignore[method-assign]
+    runner.execute_together = execute_then_stop  # type: ignore[method-assign]
     result = runner.run_once(clock.now(), stop=stop)
 
-    assert (result.claimed, result.removed, result.released) == (5, 1, 4)
-    assert sorted(job.status for job in jobs(engine)) == ["done"] + ["queued"] * 4
+    assert (result.claimed, result.removed, result.released) == (5, 2, 3)
+    assert sorted(job.status for job in jobs(engine)) == ["done"] * 2 + ["queued"] * 3
     assert all(job.lease_owner is None for job in jobs(engine) if job.status == "queued")
 
 
@@ -482,3 +482,23 @@ def _stopped() -> threading.Event:
     stop = threading.Event()
     stop.set()
     return stop
+
+
+def test_the_tick_forgets_rate_limit_windows_that_have_ended(
+    engine: Engine, clock: FrozenClock, make_runner: MakeRunner, settings: Settings
+) -> None:
+    from app.takedowns.models import RateLimitCounter
+    from app.takedowns.ratelimit import count_hit
+
+    start = clock.now()
+    with new_session(writer(engine)) as session, session.begin():
+        count_hit(session=session, key="gone", rate=settings.rate_per_address, now=start)
+    later = start + timedelta(hours=1, minutes=30)
+    with new_session(writer(engine)) as session, session.begin():
+        count_hit(session=session, key="recent", rate=settings.rate_per_address, now=later)
+
+    make_runner().run_once(later)
+
+    with new_session(engine) as session:
+        keys = {row.key for row in session.scalars(select(RateLimitCounter))}
+    assert keys == {"recent"}
