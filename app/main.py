@@ -5,7 +5,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
@@ -15,12 +15,12 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
 from app.errors import install_error_handlers
-from app.inputs import refuse_nul_characters
+from app.inputs import RefuseNulCharacters
 from app.limits import BodySizeLimit
 from app.notifications import routes as webhook_admin
 from app.notifications.delivery import NotificationRunner
 from app.notifications.metrics import install_outbox_metrics
-from app.observability import AccessLogAndMetrics, Metrics, configure_logging
+from app.observability import AccessLog, AccessLogAndMetrics, Metrics, configure_logging
 from app.openapi import install_openapi
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
@@ -74,6 +74,7 @@ def create_app(
         try:
             yield
         finally:
+            app.state.access_log.flush()
             for background in backgrounds:
                 background.stop_event.set()
             for background in backgrounds:
@@ -86,12 +87,15 @@ def create_app(
         version="0.1.0",
         summary="Articles with attribution, and takedowns carried out within 24 hours.",
         lifespan=lifespan,
-        dependencies=[Depends(refuse_nul_characters)],
+        # byline exports Prometheus metrics (/metrics) and JSON logs; FastAPI's native
+        # OpenTelemetry asked the global providers whether to trace on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.engine = engine
     app.state.clock = clock
     app.state.metrics = Metrics()
+    app.state.access_log = AccessLog()
     refreshers: list[Callable[[], None]] = []
     app.state.metric_refreshers = refreshers
     app.state.removal_counters = install_removal_metrics(
@@ -102,9 +106,10 @@ def create_app(
     )
 
     install_error_handlers(app)
+    # Routes are matched in order: the article reads, what frontends request most, first.
+    app.include_router(articles.router)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
-    app.include_router(articles.router)
     app.include_router(removals.router)
     app.include_router(takedowns.router)
     app.include_router(takedown_admin.router)
@@ -112,6 +117,7 @@ def create_app(
     app.include_router(webhook_admin.router)
     app.include_router(web.router)
 
+    app.add_middleware(RefuseNulCharacters)
     if settings.cors_origin_list:
         app.add_middleware(
             CORSMiddleware,
@@ -123,7 +129,9 @@ def create_app(
         )
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout_seconds)
     app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
-    app.add_middleware(AccessLogAndMetrics, metrics=app.state.metrics)
+    app.add_middleware(
+        AccessLogAndMetrics, metrics=app.state.metrics, access_log=app.state.access_log
+    )
     install_openapi(app)
     return app
 

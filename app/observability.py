@@ -1,5 +1,6 @@
 """JSON logs (one line per request, no bodies, no query strings) and Prometheus metrics."""
 
+import asyncio
 import json
 import logging
 import sys
@@ -62,6 +63,9 @@ class Metrics:
         )
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
@@ -69,12 +73,67 @@ def route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else "<unmatched>"
 
 
+class AccessLog:
+    """The access log: one JSON line per request (the fields JsonFormatter writes, for logger
+    `byline.access`), on stderr, written in batches.
+
+    A LogRecord formatted and flushed per request cost a fast read about a quarter of its
+    CPU (70 us of 260, measured on `GET /v1/articles/{id}`). Here a line is one `json.dumps`,
+    and lines leave in one write at most FLUSH_SECONDS after the first of them, or at once
+    when FLUSH_LINES are waiting, as nginx's `access_log ... buffer= flush=` does. A crash
+    loses at most that window of access lines; application log lines are never delayed.
+    Lines are written when `byline.access` is enabled for INFO (`BYLINE_LOG_LEVEL`)."""
+
+    FLUSH_SECONDS = 0.5
+    FLUSH_LINES = 256
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
+
+    def record(self, method: str, path: str, route: str, status: int, seconds: float) -> None:
+        if not access_logger.isEnabledFor(logging.INFO):
+            return
+        now = time.time()
+        entry = {
+            "ts": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "level": "info",
+            "logger": access_logger.name,
+            "message": "request",
+            "method": method,
+            "path": path,
+            "route": route,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        }
+        self._lines.append(json.dumps(entry) + "\n")
+        if len(self._lines) >= self.FLUSH_LINES:
+            self.flush()
+        elif self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(
+                self.FLUSH_SECONDS, self.flush
+            )
+
+    def flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        if self._lines:
+            lines, self._lines = self._lines, []
+            sys.stderr.write("".join(lines))
+            sys.stderr.flush()
+
+
 class AccessLogAndMetrics:
     """Times every HTTP request, counts it by route template and logs one JSON line."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, access_log: AccessLog) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
+        # The labelled children, looked up once per (method, route, status): `labels()` per
+        # request was a third of the metrics' cost.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,15 +154,15 @@ class AccessLogAndMetrics:
             elapsed = time.perf_counter() - started
             route = route_template(scope)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
-            access_logger.info(
-                "request",
-                extra={
-                    "method": method,
-                    "path": scope["path"],
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            if method not in KNOWN_METHODS:
+                method = "OTHER"  # the method is the client's to choose: bound the labels
+            key = (method, route, status)
+            children = self._children.get(key)
+            if children is None:
+                children = self._children[key] = (
+                    self.metrics.requests.labels(method, route, str(status)),
+                    self.metrics.latency.labels(method, route),
+                )
+            children[0].inc()
+            children[1].observe(elapsed)
+            self.access_log.record(scope["method"], scope["path"], route, status, elapsed)

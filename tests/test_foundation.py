@@ -1,10 +1,14 @@
 """The service skeleton: health, errors as problem+json, keys, limits, metrics, settings."""
 
+import asyncio
+import json
+import logging
 import os
 import subprocess
 import sys
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, event
 
@@ -13,6 +17,7 @@ from app.clock import FrozenClock
 from app.config import Settings, SettingsError, load_settings
 from app.db import create_db_engine, new_session
 from app.main import create_app
+from app.observability import AccessLog
 from tests.articles.factories import article_payload
 from tests.conftest import make_key
 
@@ -116,6 +121,58 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     assert 'route="<unmatched>"' in text
     assert "/no/such/route/123" not in text
     assert "byline_http_request_duration_seconds_bucket" in text
+
+
+def test_metrics_method_label_is_bounded(client: TestClient) -> None:
+    for n in range(3):
+        client.request(f"BREW{n}", "/healthz")
+    text = client.get("/metrics").text
+    assert 'method="OTHER",route="/healthz",status="405"' in text
+    assert "BREW" not in text
+
+
+def test_access_log_writes_one_json_line_per_request(
+    app: FastAPI, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logging.getLogger("byline.access").setLevel(logging.INFO)
+    try:
+        with TestClient(app) as client:
+            client.get("/healthz")
+            client.get("/v1/articles/12345?q=secret")
+        # Lines still waiting for their batch are written when the app shuts down.
+        lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    finally:
+        logging.getLogger("byline.access").setLevel(logging.NOTSET)
+    assert [(line["route"], line["path"], line["status"]) for line in lines] == [
+        ("/healthz", "/healthz", 200),
+        ("/v1/articles/{article_id}", "/v1/articles/12345", 404),
+    ]
+    assert all(line["logger"] == "byline.access" and line["method"] == "GET" for line in lines)
+    assert "secret" not in json.dumps(lines)  # query strings carry status tokens
+
+
+def test_access_log_batches_lines_and_flushes_when_full(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    logging.getLogger("byline.access").setLevel(logging.INFO)
+    access_log = AccessLog()
+
+    async def requests(count: int) -> None:
+        for n in range(count):
+            access_log.record("GET", f"/v1/articles/{n}", "/v1/articles/{article_id}", 200, 0.001)
+
+    try:
+        asyncio.run(requests(AccessLog.FLUSH_LINES - 1))
+        assert capsys.readouterr().err == ""  # waiting for the timer (or the next batch)
+        asyncio.run(requests(1))
+        written = capsys.readouterr().err.splitlines()
+        assert len(written) == AccessLog.FLUSH_LINES
+        logging.getLogger("byline.access").setLevel(logging.WARNING)
+        asyncio.run(requests(5))
+        access_log.flush()
+        assert capsys.readouterr().err == ""  # not enabled at this level
+    finally:
+        logging.getLogger("byline.access").setLevel(logging.NOTSET)
 
 
 def test_openapi_lists_v1_routes_and_problem_schema(client: TestClient) -> None:

@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from pydantic_core import to_json
 from sqlalchemy import Engine, Row
 
 from app.articles import service
@@ -29,6 +30,7 @@ from app.errors import ProblemError, problem_responses
 router = APIRouter(prefix="/v1", tags=["articles"])
 
 READ_CACHE_CONTROL = "public, max-age=60"
+JSON = "application/json"
 MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -59,7 +61,9 @@ def credit_line(
 def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
     """An article row as the fields of ArticleSummary, as plain values: the model is built
     from them in one validation, in Rust."""
-    authors = row.authors or []
+    # As AuthorPublic has them: name and url, in this order (the read path encodes these
+    # dicts without the model, see _article_json).
+    authors = [{"name": a["name"], "url": a.get("url")} for a in row.authors or ()]
     return {
         "id": row.id,
         "slug": row.slug,
@@ -85,9 +89,21 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
     }
 
 
+def _article_fields(row: Row[Any], base: str) -> dict[str, Any]:
+    return {**_summary_fields(row, base), "body_html": row.body_html}
+
+
 def _article(row: Row[Any], base: str) -> ArticlePublic:
     # One model_validate of plain dicts: pydantic-core builds the nested models in Rust.
-    return ArticlePublic.model_validate({**_summary_fields(row, base), "body_html": row.body_html})
+    return ArticlePublic.model_validate(_article_fields(row, base))
+
+
+def _article_json(row: Row[Any], base: str) -> bytes:
+    """The article as ArticlePublic encodes it, without building the model: the stored
+    values were validated on the way in, and validating them again, then letting FastAPI
+    validate and encode the model, was a fifth of a detail read. The dicts are in the
+    model's field order; a test holds these bytes equal to the model's JSON."""
+    return to_json(_article_fields(row, base))
 
 
 def _etag(row: Row[Any]) -> str:
@@ -114,13 +130,12 @@ async def _read_by_key(request: Request, read: Callable[..., Any], **key: Any) -
     return await run_in_threadpool(read, engine=engine, blocked_by=blocked_by, **key)
 
 
-def _cacheable(request: Request, response: Response, row: Row[Any]) -> ArticlePublic | Response:
+def _cacheable(request: Request, row: Row[Any]) -> Response:
     etag = _etag(row)
     headers = {"ETag": etag, "Cache-Control": READ_CACHE_CONTROL}
     if _not_modified(request, etag):
         return Response(status_code=304, headers=headers)
-    response.headers.update(headers)
-    return _article(row, _base(request))
+    return Response(_article_json(row, _base(request)), media_type=JSON, headers=headers)
 
 
 # The reads by key come first: routes are matched in declaration order and these are what
@@ -131,10 +146,10 @@ def _cacheable(request: Request, response: Response, row: Row[Any]) -> ArticlePu
     response_model=ArticlePublic,
     responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
 )
-async def get_article_by_slug(slug: str, request: Request, response: Response) -> Any:
+async def get_article_by_slug(slug: str, request: Request) -> Response:
     """One article by its slug, with its attribution."""
     row = await _read_by_key(request, service.read_article_by_slug, slug=slug)
-    return _cacheable(request, response, row)
+    return _cacheable(request, row)
 
 
 @router.get(
@@ -142,10 +157,10 @@ async def get_article_by_slug(slug: str, request: Request, response: Response) -
     response_model=ArticlePublic,
     responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
 )
-async def get_article(article_id: ArticleId, request: Request, response: Response) -> Any:
+async def get_article(article_id: ArticleId, request: Request) -> Response:
     """One article by id, with its attribution. Removed articles answer 451."""
     row = await _read_by_key(request, service.read_article, article_id=article_id)
-    return _cacheable(request, response, row)
+    return _cacheable(request, row)
 
 
 @router.post(

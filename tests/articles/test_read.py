@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from app.articles import search
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
+from app.articles.schemas import ArticlePublic
 from tests.articles.factories import article_payload, ingest
 
 
@@ -266,6 +267,31 @@ def test_detail_by_id_and_slug_with_etag_and_304(
         ).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"authors": [], "tags": [], "language": None, "published_at": None},
+        {"authors": [{"name": "Ana"}, {"name": "Ben", "url": "https://example.org/ben"}]},
+        {"image": {"url": "https://img.example/a.jpg"}, "license": "CC BY 4.0", "excerpt": "Ex"},
+        {"title": 'Quotes " and \\ and \u00e9\u00e8 \U0001f30a', "publisher": {"name": "Ünï"}},
+    ],
+)
+def test_detail_is_exactly_the_documented_model(
+    client: TestClient, ingest_headers: dict[str, str], overrides: dict[str, object]
+) -> None:
+    """The detail reads encode the stored values without building ArticlePublic (for speed):
+    the bytes must be the model's own JSON, field for field and in its order."""
+    article = ingest(client, ingest_headers, **overrides)
+    for path in (f"/v1/articles/{article['id']}", f"/v1/articles/by-slug/{article['slug']}"):
+        response = client.get(path)
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        model = ArticlePublic.model_validate_json(response.content)
+        assert response.content == model.model_dump_json().encode()
+        assert model == ArticlePublic.model_validate(article)
 
 
 def test_etag_changes_when_the_article_changes(

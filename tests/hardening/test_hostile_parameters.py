@@ -88,3 +88,12 @@ def test_nul_in_a_query_parameter_is_refused_naming_it(client: TestClient, value
     assert response.json()["errors"] == [
         {"field": "publisher", "message": "must not contain NUL characters"}
     ]
+
+
+def test_nul_in_a_path_parameter_is_refused_naming_it(client: TestClient) -> None:
+    response = client.get("/v1/articles/by-slug/a%00b")
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM_MEDIA_TYPE
+    assert response.json()["errors"] == [
+        {"field": "slug", "message": "must not contain NUL characters"}
+    ]
