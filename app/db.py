@@ -1,16 +1,15 @@
 """Engines for SQLite and PostgreSQL, the shared MetaData, and the request session."""
 
 import threading
-from collections import deque, namedtuple
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, Engine, Pool, PoolProxiedConnection, Select, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel
 
@@ -169,144 +168,6 @@ def writer(engine: Engine) -> Engine:
     if engine.dialect.name == "sqlite":
         return engine.execution_options(sqlite_begin="IMMEDIATE")
     return engine
-
-
-class SingleRowRead:
-    """A SELECT of at most one row, for the hottest reads (an article by id or by slug).
-
-    SQLAlchemy compiles it once per dialect and the columns' own result processors decode
-    the row, but it runs straight on a DBAPI cursor: a Session or Connection around one
-    indexed read cost several times the read itself. Its connections come from a pool of
-    their own, so a caller on the event loop never waits for a connection that a request
-    needing the loop still holds. No transaction is opened: one statement sees one
-    consistent snapshot, so a removal committed before the read is always seen."""
-
-    def __init__(self, statement: Select[Any]) -> None:
-        self.statement = statement
-        self._compiled: dict[str, _CompiledRead] = {}
-
-    def first(self, engine: Engine, **params: Any) -> Any:
-        """The row as a named tuple of the selected columns, or None."""
-        compiled = self._compiled.get(engine.dialect.name)
-        if compiled is None:
-            compiled = self._compiled[engine.dialect.name] = _CompiledRead(
-                self.statement, engine.dialect
-            )
-        values = _fetch_one(engine, compiled, compiled.parameters(params), retry=True)
-        return None if values is None else compiled.row(values)
-
-
-def _fetch_one(
-    engine: Engine, compiled: "_CompiledRead", parameters: Any, *, retry: bool
-) -> Sequence[Any] | None:
-    dialect = engine.dialect
-    held = _held_connection(engine)
-    connection = held if held is not None else _single_row_pool(engine).connect()
-    assert connection.dbapi_connection is not None
-    try:
-        if not connection.info.get("autocommit"):
-            dialect.set_isolation_level(connection.dbapi_connection, "AUTOCOMMIT")
-            connection.info["autocommit"] = True
-        cursor = connection.cursor()
-        try:
-            cursor.execute(compiled.sql, parameters)
-            values: Sequence[Any] | None = cursor.fetchone()
-        finally:
-            cursor.close()
-        return values
-    except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, connection.dbapi_connection, None)
-        if invalidated:
-            if held is not None:
-                _release_held_connection(engine)
-            connection.invalidate(exc)
-            if retry:
-                # A pooled connection the server has closed (it restarted): once more, on a
-                # new one. This replaces the pool's ping before every use, a round trip each.
-                return _fetch_one(engine, compiled, parameters, retry=False)
-        # The exceptions a Session would raise: a lost database is a 503, not a 500.
-        raise DBAPIError.instance(
-            compiled.sql,
-            parameters,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=invalidated,
-            dialect=dialect,
-        ) from exc
-    finally:
-        if held is None:
-            connection.close()
-
-
-class _CompiledRead:
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self._positions = compiled.positiontup if dialect.positional else None
-        self._binds = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for name, bind in compiled.binds.items()
-        }
-        processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        ]
-        # Only the columns that need it (dates, JSON) are processed.
-        self._processors = [(i, process) for i, process in enumerate(processors) if process]
-        names = [str(column.key) for column in statement.selected_columns]
-        self._row: Any = namedtuple("Row", names)  # type: ignore[misc]
-
-    def parameters(self, params: dict[str, Any]) -> Any:
-        values = {}
-        for name, value in params.items():
-            process = self._binds[name]
-            values[name] = process(value) if process else value
-        if self._positions is not None:
-            return tuple(values[name] for name in self._positions)
-        return values
-
-    def row(self, values: Sequence[Any]) -> Any:
-        decoded = list(values)
-        for i, process in self._processors:
-            decoded[i] = process(decoded[i])
-        return self._row._make(decoded)
-
-
-_single_row_pools: WeakKeyDictionary[Engine, Pool] = WeakKeyDictionary()
-
-
-_held_connections: WeakKeyDictionary[Engine, threading.local] = WeakKeyDictionary()
-
-
-def _held_connection(engine: Engine) -> PoolProxiedConnection | None:
-    """On SQLite, the connection this thread keeps for SingleRowRead: a checkout and return
-    per read cost a fifth of the read. (The reads run on the event loop's thread, so this is
-    one connection; PostgreSQL's run on the thread pool and take turns in the pool.)"""
-    if engine.dialect.name != "sqlite":
-        return None
-    held = _held_connections.get(engine)
-    if held is None:
-        held = _held_connections.setdefault(engine, threading.local())
-    connection: PoolProxiedConnection | None = getattr(held, "connection", None)
-    if connection is None:
-        connection = held.connection = _single_row_pool(engine).connect()
-    return connection
-
-
-def _release_held_connection(engine: Engine) -> None:
-    held = _held_connections.get(engine)
-    if held is not None:
-        held.connection = None
-
-
-def _single_row_pool(engine: Engine) -> Pool:
-    """The engine's pool for SingleRowRead: the same settings and connect hooks, apart."""
-    pool = _single_row_pools.get(engine)
-    if pool is None:
-        pool = engine.pool.recreate()
-        pool._pre_ping = False  # _fetch_one retries on a dead connection instead
-        _single_row_pools[engine] = pool
-    return pool
 
 
 def new_session(engine: Engine) -> Session:

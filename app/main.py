@@ -22,6 +22,7 @@ from app.notifications.delivery import NotificationRunner
 from app.notifications.metrics import install_outbox_metrics
 from app.observability import AccessLog, AccessLogAndMetrics, Metrics, configure_logging
 from app.openapi import install_openapi
+from app.reads import RowReader
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
 from app.scheduler.runner import BackgroundRunner, RemovalRunner, runner_identity
@@ -51,6 +52,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         backgrounds: list[BackgroundRunner] = []
+        await app.state.rows.open()
         if settings.scheduler == "embedded":
             runner = RemovalRunner(
                 engine=engine,
@@ -75,6 +77,7 @@ def create_app(
             yield
         finally:
             app.state.access_log.flush()
+            await app.state.rows.close()
             for background in backgrounds:
                 background.stop_event.set()
             for background in backgrounds:
@@ -96,6 +99,7 @@ def create_app(
     app.state.clock = clock
     app.state.metrics = Metrics()
     app.state.access_log = AccessLog()
+    app.state.rows = RowReader(engine)
     refreshers: list[Callable[[], None]] = []
     app.state.metric_refreshers = refreshers
     app.state.removal_counters = install_removal_metrics(

@@ -102,6 +102,7 @@ def throughput(
                 results["datasette_query"][r].requests_per_second,
             ),
             "cpu_vs_ceiling": _cpu(results["ceiling"][r]) / _cpu(results["byline"][r]),
+            "cpu_vs_ceiling_bytes": _cpu(results["ceiling_bytes"][r]) / _cpu(results["byline"][r]),
             "cpu_vs_datasette": min(
                 _cpu(results["datasette_row"][r]), _cpu(results["datasette_query"][r])
             )
@@ -351,8 +352,10 @@ def summary(result: dict[str, Any]) -> str:
             f"byline {rates['byline']:,.0f} req/s, ceiling {rates['ceiling']:,.0f},"
             f" ceiling-bytes {rates['ceiling_bytes']:,.0f}, datasette row"
             f" {rates['datasette_row']:,.0f}, datasette query {rates['datasette_query']:,.0f};"
-            f" (a) {ratios['vs_ceiling']:.2f}, (b) {ratios['vs_datasette']:.2f}x"
-            f" [by CPU/request: (a) {ratios['cpu_vs_ceiling']:.2f},"
+            f" (a) {ratios['vs_ceiling']:.2f} (pre-encoded: {ratios['vs_ceiling_bytes']:.2f}),"
+            f" (b) {ratios['vs_datasette']:.2f}x"
+            f" [by CPU/request: (a) {ratios['cpu_vs_ceiling']:.2f}"
+            f" (pre-encoded: {ratios['cpu_vs_ceiling_bytes']:.2f}),"
             f" (b) {ratios['cpu_vs_datasette']:.2f}x]"
         )
     if "latency" in result:

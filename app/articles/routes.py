@@ -1,6 +1,5 @@
 """HTTP routes of the articles domain: thin, the rules live in service.py."""
 
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -118,18 +117,6 @@ def _not_modified(request: Request, etag: str) -> bool:
     return "*" in candidates or etag in candidates
 
 
-async def _read_by_key(request: Request, read: Callable[..., Any], **key: Any) -> Any:
-    """Run one of the single-row reads (SingleRowRead) where it is cheapest: on SQLite, an
-    in-process read of tens of microseconds, on the event loop itself (handing it to the
-    threadpool and back cost more than the read); on PostgreSQL, a network round trip, on
-    the threadpool, so that the loop serves other requests meanwhile."""
-    engine: Engine = request.app.state.engine
-    blocked_by = _blocked_by(request)
-    if engine.dialect.name == "sqlite":
-        return read(engine=engine, blocked_by=blocked_by, **key)
-    return await run_in_threadpool(read, engine=engine, blocked_by=blocked_by, **key)
-
-
 def _cacheable(request: Request, row: Row[Any]) -> Response:
     etag = _etag(row)
     headers = {"ETag": etag, "Cache-Control": READ_CACHE_CONTROL}
@@ -148,7 +135,9 @@ def _cacheable(request: Request, row: Row[Any]) -> Response:
 )
 async def get_article_by_slug(slug: str, request: Request) -> Response:
     """One article by its slug, with its attribution."""
-    row = await _read_by_key(request, service.read_article_by_slug, slug=slug)
+    row = await service.read_article_by_slug(
+        rows=request.app.state.rows, slug=slug, blocked_by=_blocked_by(request)
+    )
     return _cacheable(request, row)
 
 
@@ -159,7 +148,9 @@ async def get_article_by_slug(slug: str, request: Request) -> Response:
 )
 async def get_article(article_id: ArticleId, request: Request) -> Response:
     """One article by id, with its attribution. Removed articles answer 451."""
-    row = await _read_by_key(request, service.read_article, article_id=article_id)
+    row = await service.read_article(
+        rows=request.app.state.rows, article_id=article_id, blocked_by=_blocked_by(request)
+    )
     return _cacheable(request, row)
 
 

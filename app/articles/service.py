@@ -14,7 +14,6 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import (
     Connection,
-    Engine,
     Row,
     Select,
     bindparam,
@@ -30,10 +29,11 @@ from app.articles.models import Article, ArticleTag, Publisher
 from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
 from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
 from app.articles.urls import normalise_url, source_domain
-from app.db import SingleRowRead, insert_for
+from app.db import insert_for
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
 from app.notifications import outbox as notifications
 from app.notifications.models import EventKind
+from app.reads import RowReader, SingleRowRead
 from app.takedowns.blocks import find_blocked
 
 A = Article.__table__  # type: ignore[attr-defined]
@@ -449,15 +449,15 @@ def get_article(*, session: Session, article_id: int, blocked_by: str) -> Row[An
     return _live_or_raise(row, blocked_by)
 
 
-def read_article(*, engine: Engine, article_id: int, blocked_by: str) -> Any:
+async def read_article(*, rows: RowReader, article_id: int, blocked_by: str) -> Any:
     """One article with its body for the read API, in one indexed read outside any session
     (SingleRowRead); 404 when unknown, 451 when removed."""
-    return _live_or_raise(_ARTICLE_BY_ID.first(engine, article_id=article_id), blocked_by)
+    return _live_or_raise(await rows.first(_ARTICLE_BY_ID, article_id=article_id), blocked_by)
 
 
-def read_article_by_slug(*, engine: Engine, slug: str, blocked_by: str) -> Any:
+async def read_article_by_slug(*, rows: RowReader, slug: str, blocked_by: str) -> Any:
     """One article by its slug, as read_article; 404 when unknown, 451 when removed."""
-    return _live_or_raise(_ARTICLE_BY_SLUG.first(engine, slug=slug), blocked_by)
+    return _live_or_raise(await rows.first(_ARTICLE_BY_SLUG, slug=slug), blocked_by)
 
 
 @dataclass(frozen=True)
