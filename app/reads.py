@@ -217,8 +217,9 @@ class _AsyncConnections:
                 try:
                     return await self._fetch_one(compiled, parameters)
                 except psycopg.OperationalError:
-                    # A pooled connection the server closed (it restarted): once more, on a
-                    # new one, as the blocking read does.
+                    # A pooled connection the server closed (it restarted): the idle ones are
+                    # as dead, so they go too, and the read runs once more on a new one.
+                    await self._close_idle()
                     return await self._fetch_one(compiled, parameters)
             except psycopg.Error as exc:
                 # The exceptions a Session would raise: a lost database is a 503, not a 500.
@@ -252,5 +253,8 @@ class _AsyncConnections:
 
     async def close(self) -> None:
         self._closed = True
+        await self._close_idle()
+
+    async def _close_idle(self) -> None:
         while self._idle:
             await self._idle.pop().close()

@@ -1,14 +1,19 @@
 """Where the detail reads run: PostgreSQL's on async connections from the event loop (one
 pool per app, opened and closed with its lifespan), SQLite's in the calling thread."""
 
+import asyncio
+import functools
+
 import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from app.articles import service
 from app.config import Settings
 from app.main import create_app
+from app.reads import RowReader
 from tests.articles.factories import ingest
 
 
@@ -76,3 +81,31 @@ def test_detail_reads_answer_without_the_lifespan(
     response = bare.get(f"/v1/articles/by-slug/{article['slug']}")
     assert response.status_code == 200
     assert response.json()["id"] == article["id"]
+
+
+def test_postgresql_reads_recover_when_every_pooled_connection_died(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """After a server restart every idle connection is dead: the first failure clears them
+    all, so the reads that follow, one after another, never meet another dead one."""
+    article = ingest(client, ingest_headers)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the async read connections are PostgreSQL's")
+    rows = RowReader(engine)
+
+    async def scenario() -> list[int]:
+        others = set(_backends_of_reads(engine))  # other apps' (and the thread pool's)
+        await rows.open()
+        try:
+            read = functools.partial(service.read_article, rows=rows, blocked_by="-")
+            await asyncio.gather(*(read(article_id=article["id"]) for _ in range(5)))
+            backends = set(_backends_of_reads(engine)) - others
+            assert len(backends) == 5  # five reads at once: five connections, now idle
+            with psycopg.connect(_libpq(engine), autocommit=True) as connection:
+                for pid in backends:
+                    connection.execute("SELECT pg_terminate_backend(%s)", [pid])
+            return [(await read(article_id=article["id"])).id for _ in range(5)]
+        finally:
+            await rows.close()
+
+    assert asyncio.run(scenario()) == [article["id"]] * 5

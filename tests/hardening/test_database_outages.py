@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -159,8 +160,15 @@ def test_postgres_restart_under_load_answers_503_then_recovers_losing_nothing(
             " where no one else uses it (CI), holding /tmp/byline-bench.lock"
         )
     server = start_server()
+    article = httpx.post(
+        f"{server.url}/v1/articles", json=article_payload(1), headers=ingest_headers
+    ).json()["article"]
+    detail = f"{server.url}/v1/articles/{article['id']}"
     with Load(server.url, ingest_headers) as load:
         wait_until(lambda: load.acknowledged_count() >= 20, "writes before the restart")
+        # Reads on several pooled connections at once, all of which the restart will kill.
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(lambda _: httpx.get(detail).status_code, range(32))) == {200}
         stopped = time.monotonic()
         with postgres_stopped():
             # Down: the server says so, and answers 503 problems rather than hanging.
@@ -171,10 +179,16 @@ def test_postgres_restart_under_load_answers_503_then_recovers_losing_nothing(
             assert problem.status_code == 503
             assert problem.headers["content-type"] == "application/problem+json"
             assert problem.headers["retry-after"]
+            unavailable = httpx.get(detail)
+            assert unavailable.status_code == 503
+            assert unavailable.headers["content-type"] == "application/problem+json"
         print(f"PostgreSQL was down for {time.monotonic() - stopped:.1f} s")
         # Up again: the same process recovers by itself.
         wait_until(lambda: readiness(server.url) == 200, "/readyz to answer 200 again", 60)
         print(f"ready again {time.monotonic() - stopped:.1f} s after the stop")
+        # Reads recover at once: one after another, each would meet a dead pooled connection
+        # if the first failure had not cleared them all.
+        assert [httpx.get(detail).status_code for _ in range(10)] == [200] * 10
         recovered_from = load.acknowledged_count()
         wait_until(lambda: load.acknowledged_count() >= recovered_from + 20, "writes after")
     print(f"answers while PostgreSQL restarted: {dict(load.statuses)}")
