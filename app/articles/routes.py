@@ -1,11 +1,15 @@
 """HTTP routes of the articles domain: thin, the rules live in service.py."""
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 from sqlalchemy import Engine, Row
 
@@ -125,14 +129,33 @@ def _cacheable(request: Request, row: Row[Any]) -> Response:
     return Response(_article_json(row, _base(request)), media_type=JSON, headers=headers)
 
 
-# The reads by key come first: routes are matched in declaration order and these are what
-# frontends request most. (POST /articles/batch still reaches its route: a GET route whose
-# path matches is only a partial match for a POST.)
-@router.get(
-    "/articles/by-slug/{slug}",
-    response_model=ArticlePublic,
-    responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
-)
+class ReadByKey(APIRoute):
+    """The route class of the two reads by key (an article by id, by slug), the requests
+    frontends make most. FastAPI documents their path parameter and response as for any route;
+    the handler validates the one path parameter with the same annotation and calls the
+    endpoint. FastAPI's general request handling (dependency solving over four parameter
+    kinds, a Response to merge, the response model) was a sixth of a detail read's CPU for one
+    integer or string (294 -> 243 us per read at 1M articles). A bad value raises the same
+    RequestValidationError, so it gets the same 422 problem naming the parameter (tested)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        (name,) = self.param_convertors
+        annotation = get_type_hints(self.endpoint, include_extras=True)[name]
+        parameter: TypeAdapter[Any] = TypeAdapter(annotation)
+        endpoint = self.endpoint
+
+        async def handler(request: Request) -> Response:
+            try:
+                value = parameter.validate_python(request.path_params[name])
+            except ValidationError as exc:
+                errors = [{**error, "loc": ("path", name)} for error in exc.errors()]
+                raise RequestValidationError(errors) from None
+            response: Response = await endpoint(value, request)
+            return response
+
+        return handler
+
+
 async def get_article_by_slug(slug: str, request: Request) -> Response:
     """One article by its slug, with its attribution."""
     row = await service.read_article_by_slug(
@@ -141,17 +164,33 @@ async def get_article_by_slug(slug: str, request: Request) -> Response:
     return _cacheable(request, row)
 
 
-@router.get(
-    "/articles/{article_id}",
-    response_model=ArticlePublic,
-    responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
-)
 async def get_article(article_id: ArticleId, request: Request) -> Response:
     """One article by id, with its attribution. Removed articles answer 451."""
     row = await service.read_article(
         rows=request.app.state.rows, article_id=article_id, blocked_by=_blocked_by(request)
     )
     return _cacheable(request, row)
+
+
+# The reads by key come first: routes are matched in declaration order and these are what
+# frontends request most. (POST /articles/batch still reaches its route: a GET route whose
+# path matches is only a partial match for a POST.)
+router.add_api_route(
+    "/articles/by-slug/{slug}",
+    get_article_by_slug,
+    methods=["GET"],
+    route_class_override=ReadByKey,
+    response_model=ArticlePublic,
+    responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
+)
+router.add_api_route(
+    "/articles/{article_id}",
+    get_article,
+    methods=["GET"],
+    route_class_override=ReadByKey,
+    response_model=ArticlePublic,
+    responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
+)
 
 
 @router.post(

@@ -158,6 +158,47 @@ def test_malformed_ids_are_4xx(client: TestClient, path: str) -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            "/v1/articles/abc",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "/v1/articles/1.5",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        (
+            "/v1/articles/%20",
+            "Input should be a valid integer, unable to parse string as an integer",
+        ),
+        ("/v1/articles/0", "Input should be greater than or equal to 1"),
+        ("/v1/articles/-1", "Input should be greater than or equal to 1"),
+        ("/v1/articles/2147483648", "Input should be less than or equal to 2147483647"),
+        (
+            "/v1/articles/99999999999999999999999",
+            "Input should be less than or equal to 2147483647",
+        ),
+    ],
+)
+def test_bad_article_ids_are_the_same_422_as_any_route(
+    client: TestClient, path: str, message: str
+) -> None:
+    """The reads by key validate their path parameter themselves (ReadByKey): the answers are
+    the ones FastAPI gives for any route (recorded from it), naming the parameter."""
+    response = client.get(path)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == {
+        "type": "https://byline.dev/problems/validation-error",
+        "title": "Unprocessable Entity",
+        "status": 422,
+        "detail": f"article_id: {message}",
+        "errors": [{"field": "article_id", "message": message}],
+    }
+
+
 def test_batch_body_that_is_not_a_list_is_422(
     client: TestClient, ingest_headers: dict[str, str]
 ) -> None:
