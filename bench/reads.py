@@ -154,9 +154,9 @@ def prewarm(engine_name: str, rows: int) -> None:
     code, not the disk (the machine has the memory to cache either database, not both)."""
     started = time.perf_counter()
     if engine_name == "sqlite":
-        # Twice: pages read once stay on the kernel's inactive list, and while PostgreSQL's
-        # pages (read last run) sat on the active one, a third of the 16 GB file was evicted
-        # again within minutes (seen with `fincore`); a second read makes them active too.
+        # Twice: a page read once is on the kernel's inactive list, the first to be evicted.
+        # (This VM's page cache tops out near 16 GB, whatever is free, so 1-2 GB of the 15.8 GB
+        # file are evicted again during a run anyway, seen with `fincore`.)
         for _ in range(2):
             for path in (sqlite_path(rows), Path(f"{sqlite_path(rows)}-wal")):
                 if path.exists():
