@@ -16,10 +16,14 @@ access_logger = logging.getLogger("byline.access")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -94,9 +98,8 @@ class AccessLog:
     def record(self, method: str, path: str, route: str, status: int, seconds: float) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        now = time.time()
         entry = {
-            "ts": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(time.time()),
             "level": "info",
             "logger": access_logger.name,
             "message": "request",

@@ -11,7 +11,6 @@ engine makes them cheapest.
 """
 
 import asyncio
-import logging
 import threading
 from collections import deque, namedtuple
 from collections.abc import Sequence
@@ -23,8 +22,6 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine, Pool, PoolProxiedConnection, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-
-logger = logging.getLogger("byline.reads")
 
 
 class SingleRowRead:
@@ -139,7 +136,8 @@ _held_connections: WeakKeyDictionary[Engine, threading.local] = WeakKeyDictionar
 def _held_connection(engine: Engine) -> PoolProxiedConnection | None:
     """On SQLite, the connection this thread keeps for SingleRowRead: a checkout and return
     per read cost a fifth of the read. (The reads run on the event loop's thread, so this is
-    one connection; PostgreSQL's run on the thread pool and take turns in the pool.)"""
+    one connection; PostgreSQL's blocking reads, RowReader's fallback on the thread pool,
+    take turns in the pool.)"""
     if engine.dialect.name != "sqlite":
         return None
     held = _held_connections.get(engine)
