@@ -1,9 +1,13 @@
 """One Alembic history for both engines: it round-trips and matches the models."""
 
-from sqlalchemy import Engine, inspect
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import Engine, inspect, text
 
 from app.db import create_db_engine
 from app.migrate import (
+    alembic_config,
     current_revision,
     downgrade_to_base,
     head_revision,
@@ -28,5 +32,60 @@ def test_upgrade_downgrade_upgrade_round_trips(database_url: str, engine: Engine
         assert current_revision(scratch) == head_revision()
         assert set(metadata.tables) <= set(inspect(scratch).get_table_names())
         assert schema_differences(scratch) == []
+    finally:
+        scratch.dispose()
+
+
+def test_sqlite_body_text_moves_last_with_its_text_and_search(tmp_path: Path) -> None:
+    """0006 rewrites SQLite's articles with body_text stored last; nothing else changes."""
+    url = f"sqlite:///{tmp_path / 'at-0005.db'}"
+    command.upgrade(alembic_config(url), "0005_notifications")
+    scratch = create_db_engine(url)
+    try:
+        with scratch.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO publishers (id, name, article_count, created_at)"
+                    " VALUES (1, 'Reuters', 1, '2026-01-01 00:00:00')"
+                )
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO articles (id, canonical_url, source_url, source_domain, slug,"
+                    " publisher_id, published_at, first_seen_at, updated_at, content_hash,"
+                    " title, body_html, body_text, language, license)"
+                    " VALUES (7, 'https://e.com/a', 'https://e.com/a', 'e.com', 'a', 1,"
+                    " '2026-01-01 00:00:00', '2026-01-01 00:00:00', '2026-01-01 00:00:00',"
+                    " 'h', 'Harbour strike', '<p>Dockers walk out</p>', 'Dockers walk out',"
+                    " 'en', 'CC-BY')"
+                )
+            )
+        columns = [c["name"] for c in inspect(scratch).get_columns("articles")]
+        assert columns.index("body_text") < columns.index("language")
+
+        upgrade_to_head(url)
+
+        inspector = inspect(scratch)
+        columns = [c["name"] for c in inspector.get_columns("articles")]
+        assert columns[-1] == "body_text"
+        assert schema_differences(scratch) == []
+        with scratch.begin() as connection:
+            row = connection.execute(
+                text("SELECT title, body_text, language, license FROM articles WHERE id = 7")
+            ).one()
+            assert tuple(row) == ("Harbour strike", "Dockers walk out", "en", "CC-BY")
+
+            def found(word: str) -> list[int]:
+                match = text("SELECT rowid FROM articles_fts WHERE articles_fts MATCH :w")
+                return list(connection.execute(match, {"w": word}).scalars())
+
+            assert found("dockers") == [7]
+            # The search triggers are back: a changed body is indexed again.
+            connection.execute(text("UPDATE articles SET body_text = 'Cranes idle' WHERE id = 7"))
+            assert found("cranes") == [7]
+            assert found("dockers") == []
+            connection.execute(
+                text("INSERT INTO articles_fts(articles_fts) VALUES ('integrity-check')")
+            )
     finally:
         scratch.dispose()

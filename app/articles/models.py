@@ -47,7 +47,6 @@ class Article(SQLModel, table=True):
     title: str | None = Field(default=None, sa_type=Text)
     excerpt: str | None = Field(default=None, sa_type=Text)
     body_html: str | None = Field(default=None, sa_type=Text)
-    body_text: str | None = Field(default=None, sa_type=Text)
     language: str | None = Field(default=None, sa_type=String(35))
     image_url: str | None = Field(default=None, sa_type=String(2048))
     image_alt: str | None = Field(default=None, sa_type=Text)
@@ -57,6 +56,9 @@ class Article(SQLModel, table=True):
     # Tombstone: set when a takedown removed the content.
     removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     removed_by_takedown_id: str | None = Field(default=None, sa_type=String(36))
+    # Plain text of the body, for the search index only. Last, so that on SQLite a read of
+    # the other columns stops before its overflow pages (migration 0006).
+    body_text: str | None = Field(default=None, sa_type=Text)
 
 
 class ArticleTag(SQLModel, table=True):
