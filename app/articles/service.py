@@ -434,30 +434,26 @@ def _live_or_raise(row: Any, blocked_by: str) -> Any:
 
 
 # Built once: constructing and cache-keying a 22-column join cost more than running it.
-_ARTICLE_BY_ID = SingleRowRead(
-    _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.id == bindparam("article_id"))
-)
-_ARTICLE_BY_SLUG = SingleRowRead(
-    _select_articles(*SUMMARY_COLUMNS, A.c.body_html).where(A.c.slug == bindparam("slug"))
-)
+_ARTICLE_BY_ID = SingleRowRead(_select_articles(*SUMMARY_COLUMNS, A.c.body_html), A.c.id)
+_ARTICLE_BY_SLUG = SingleRowRead(_select_articles(*SUMMARY_COLUMNS, A.c.body_html), A.c.slug)
 
 
 def get_article(*, session: Session, article_id: int, blocked_by: str) -> Row[Any]:
     """One article with its body as this session sees it (ingest reads back its own write);
     404 when unknown, 451 when removed."""
-    row = session.execute(_ARTICLE_BY_ID.statement, {"article_id": article_id}).first()
+    row = session.execute(_ARTICLE_BY_ID.statement, {"key": article_id}).first()
     return _live_or_raise(row, blocked_by)
 
 
 async def read_article(*, rows: RowReader, article_id: int, blocked_by: str) -> Any:
     """One article with its body for the read API, in one indexed read outside any session
     (SingleRowRead); 404 when unknown, 451 when removed."""
-    return _live_or_raise(await rows.first(_ARTICLE_BY_ID, article_id=article_id), blocked_by)
+    return _live_or_raise(await rows.first(_ARTICLE_BY_ID, article_id), blocked_by)
 
 
 async def read_article_by_slug(*, rows: RowReader, slug: str, blocked_by: str) -> Any:
     """One article by its slug, as read_article; 404 when unknown, 451 when removed."""
-    return _live_or_raise(await rows.first(_ARTICLE_BY_SLUG, slug=slug), blocked_by)
+    return _live_or_raise(await rows.first(_ARTICLE_BY_SLUG, slug), blocked_by)
 
 
 @dataclass(frozen=True)

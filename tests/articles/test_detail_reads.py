@@ -3,6 +3,7 @@ pool per app, opened and closed with its lifespan), SQLite's in the calling thre
 
 import asyncio
 import functools
+from typing import Any
 
 import psycopg
 import pytest
@@ -83,6 +84,32 @@ def test_detail_reads_answer_without_the_lifespan(
     assert response.json()["id"] == article["id"]
 
 
+def _locked_reads(engine: Engine) -> int:
+    """Reads by id waiting for a lock on articles."""
+    with psycopg.connect(_libpq(engine), autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE 'SELECT articles.id, articles.slug%%'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def _reads_on_separate_connections(engine: Engine, rows: RowReader, article_id: int) -> None:
+    """Five reads in flight at once on five connections, left idle: while a lock holds each
+    read's statement, the next read cannot join it and takes a connection of its own."""
+    read = functools.partial(service.read_article, rows=rows, blocked_by="-")
+    with psycopg.connect(_libpq(engine)) as locker:
+        locker.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+        reads = []
+        for waiting in range(1, 6):
+            reads.append(asyncio.create_task(read(article_id=article_id)))
+            while _locked_reads(engine) < waiting:
+                await asyncio.sleep(0.01)
+        locker.rollback()
+        await asyncio.gather(*reads)
+
+
 def test_postgresql_reads_recover_when_every_pooled_connection_died(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine
 ) -> None:
@@ -97,15 +124,85 @@ def test_postgresql_reads_recover_when_every_pooled_connection_died(
         others = set(_backends_of_reads(engine))  # other apps' (and the thread pool's)
         await rows.open()
         try:
-            read = functools.partial(service.read_article, rows=rows, blocked_by="-")
-            await asyncio.gather(*(read(article_id=article["id"]) for _ in range(5)))
+            await _reads_on_separate_connections(engine, rows, article["id"])
             backends = set(_backends_of_reads(engine)) - others
-            assert len(backends) == 5  # five reads at once: five connections, now idle
+            assert len(backends) == 5
             with psycopg.connect(_libpq(engine), autocommit=True) as connection:
                 for pid in backends:
                     connection.execute("SELECT pg_terminate_backend(%s)", [pid])
+            read = functools.partial(service.read_article, rows=rows, blocked_by="-")
             return [(await read(article_id=article["id"])).id for _ in range(5)]
         finally:
             await rows.close()
 
     assert asyncio.run(scenario()) == [article["id"]] * 5
+
+
+def test_postgresql_reads_at_once_share_one_statement_and_each_get_their_row(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """Reads asked for together go as one statement; each caller still gets its own article,
+    None for an unknown key, the same row for a key asked twice, by id and by slug alike."""
+    articles = [ingest(client, ingest_headers, n) for n in range(1, 5)]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the async read connections are PostgreSQL's")
+    rows = RowReader(engine)
+    by_id = functools.partial(rows.first, service._ARTICLE_BY_ID)
+    by_slug = functools.partial(rows.first, service._ARTICLE_BY_SLUG)
+
+    async def scenario() -> tuple[list[Any], list[Any], int]:
+        others = set(_backends_of_reads(engine))
+        await rows.open()
+        try:
+            ids = [a["id"] for a in articles] + [articles[0]["id"], 999_999]
+            found_by_id = await asyncio.gather(*(by_id(key) for key in ids))
+            used = len(set(_backends_of_reads(engine)) - others)
+            slugs = [a["slug"] for a in reversed(articles)] + ["no-such-slug"]
+            found_by_slug = await asyncio.gather(*(by_slug(key) for key in slugs))
+            return found_by_id, found_by_slug, used
+        finally:
+            await rows.close()
+
+    found_by_id, found_by_slug, connections_used = asyncio.run(scenario())
+    assert connections_used == 1  # six reads, one statement
+    assert [row.id if row else None for row in found_by_id] == [
+        *(a["id"] for a in articles),
+        articles[0]["id"],
+        None,
+    ]
+    assert [row.title if row else None for row in found_by_id[:4]] == [a["title"] for a in articles]
+    assert [row.slug if row else None for row in found_by_slug] == [
+        *(a["slug"] for a in reversed(articles)),
+        None,
+    ]
+
+
+def test_postgresql_a_cancelled_read_leaves_the_others_of_its_statement(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """A request that gives up (its client left, its timeout ran out) while its read waits
+    does not take the reads sent with it down, and later reads still run."""
+    first, second = (ingest(client, ingest_headers, n) for n in (1, 2))
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the async read connections are PostgreSQL's")
+    rows = RowReader(engine)
+
+    async def scenario() -> list[int]:
+        await rows.open()
+        try:
+            with psycopg.connect(_libpq(engine)) as locker:
+                locker.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+                leaving = asyncio.create_task(rows.first(service._ARTICLE_BY_ID, first["id"]))
+                staying = asyncio.create_task(rows.first(service._ARTICLE_BY_ID, second["id"]))
+                while _locked_reads(engine) < 1:
+                    await asyncio.sleep(0.01)
+                leaving.cancel()
+                locker.rollback()
+            with pytest.raises(asyncio.CancelledError):
+                await leaving
+            later = await rows.first(service._ARTICLE_BY_ID, first["id"])
+            return [(await staying).id, later.id]
+        finally:
+            await rows.close()
+
+    assert asyncio.run(scenario()) == [second["id"], first["id"]]
