@@ -3,9 +3,11 @@
 import asyncio
 import json
 import logging
+import math
 import sys
 import time
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -16,8 +18,29 @@ access_logger = logging.getLogger("byline.access")
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 
 
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+class _Timestamps:
+    """ISO 8601 UTC with milliseconds, as `datetime.isoformat(timespec="milliseconds")` writes
+    it; the date and time up to the second are formatted once per second (a datetime per log
+    line was a third of the access line's cost)."""
+
+    def __init__(self) -> None:
+        self._second = math.nan
+        self._prefix = ""
+
+    def __call__(self, seconds: float) -> str:
+        # Rounded to the microsecond as datetime.fromtimestamp rounds, then truncated.
+        fraction, second = math.modf(seconds)
+        micros = round(fraction * 1e6)
+        if micros >= 1_000_000:
+            second += 1
+            micros -= 1_000_000
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+            self._second = second
+        return f"{self._prefix}.{micros // 1000:03d}+00:00"
+
+
+_timestamp = _Timestamps()
 
 
 class JsonFormatter(logging.Formatter):
@@ -98,18 +121,14 @@ class AccessLog:
     def record(self, method: str, path: str, route: str, status: int, seconds: float) -> None:
         if not access_logger.isEnabledFor(logging.INFO):
             return
-        entry = {
-            "ts": _timestamp(time.time()),
-            "level": "info",
-            "logger": access_logger.name,
-            "message": "request",
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "duration_ms": round(seconds * 1000, 2),
-        }
-        self._lines.append(json.dumps(entry) + "\n")
+        # The line json.dumps would write for these fields, byte for byte, without building
+        # the dict and running the encoder over it (a test holds the two equal).
+        self._lines.append(
+            f'{{"ts": "{_timestamp(time.time())}", "level": "info", "logger": "byline.access",'
+            f' "message": "request", "method": {_json_string(method)},'
+            f' "path": {_json_string(path)}, "route": {_json_string(route)},'
+            f' "status": {int(status)}, "duration_ms": {round(seconds * 1000, 2)!r}}}\n'
+        )
         if len(self._lines) >= self.FLUSH_LINES:
             self.flush()
         elif self._flush_timer is None:

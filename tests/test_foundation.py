@@ -4,8 +4,10 @@ import asyncio
 import json
 import logging
 import os
+import random
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
@@ -17,7 +19,7 @@ from app.clock import FrozenClock
 from app.config import Settings, SettingsError, load_settings
 from app.db import create_db_engine, new_session
 from app.main import create_app
-from app.observability import AccessLog
+from app.observability import AccessLog, _timestamp
 from tests.articles.factories import article_payload
 from tests.conftest import make_key
 
@@ -173,6 +175,76 @@ def test_access_log_batches_lines_and_flushes_when_full(
         assert capsys.readouterr().err == ""  # not enabled at this level
     finally:
         logging.getLogger("byline.access").setLevel(logging.NOTSET)
+
+
+def test_access_log_lines_are_what_json_dumps_writes(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line is written without json.dumps, for speed; it must be the same bytes, for
+    any path a client sends (quotes, backslashes, control and non-ASCII characters)."""
+    logging.getLogger("byline.access").setLevel(logging.INFO)
+    access_log = AccessLog()
+    paths = [
+        "/v1/articles/1",
+        '/a"b\\c',
+        "/tab\there\nnewline",
+        "/caf\u00e9/\u2603/\U0001f600",
+        "/\x7f\x01",
+    ]
+    cases = [
+        ("GET", path, "/v1/articles/{article_id}", status, seconds)
+        for path in paths
+        for status, seconds in ((200, 0.000123), (404, 1.5), (503, 12.345678), (201, 0.0))
+    ]
+    now = 1_764_300_000.9996
+    monkeypatch.setattr("app.observability.time.time", lambda: now)
+
+    async def requests() -> None:
+        for method, path, route, status, seconds in cases:
+            access_log.record(method, path, route, status, seconds)
+        access_log.flush()
+
+    try:
+        asyncio.run(requests())
+        written = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger("byline.access").setLevel(logging.NOTSET)
+    expected = [
+        json.dumps(
+            {
+                "ts": datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds"),
+                "level": "info",
+                "logger": "byline.access",
+                "message": "request",
+                "method": method,
+                "path": path,
+                "route": route,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 2),
+            }
+        )
+        for method, path, route, status, seconds in cases
+    ]
+    assert written == expected
+
+
+def test_log_timestamps_are_datetimes_isoformat() -> None:
+    """Formatted once per second, the timestamps still read as datetime writes them,
+    across second boundaries and fractions that round up to the next second."""
+    rng = random.Random(7)
+    start = 1_764_300_000.0
+    moments = [start + rng.uniform(0, 5) for _ in range(2_000)]
+    moments += [
+        start + 0.9999996,
+        start + 1.9999994,
+        start + 2.0,
+        start + 2.0005,
+        start - 0.0000004,
+    ]
+    for moment in sorted(moments) + moments:
+        assert _timestamp(moment) == datetime.fromtimestamp(moment, UTC).isoformat(
+            timespec="milliseconds"
+        ), moment
 
 
 def test_openapi_lists_v1_routes_and_problem_schema(client: TestClient) -> None:
