@@ -20,10 +20,19 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        chunked = False
         for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await self._send_too_large(send)
-                return
+            if name == b"content-length":
+                if not value.isdigit() or int(value) > self.limit:
+                    await self._send_too_large(send)
+                    return
+            elif name == b"transfer-encoding":
+                chunked = True
+        if not chunked:
+            # The body is at most its Content-Length, or empty without one (RFC 9112, 6.3),
+            # and the server holds it to that: only a chunked body needs counting.
+            await self.app(scope, receive, send)
+            return
         received = 0
         too_large = False
         answered = False
