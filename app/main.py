@@ -111,6 +111,7 @@ def create_app(
 
     install_error_handlers(app)
     # Routes are matched in order: the article reads, what frontends request most, first.
+    articles.add_reads_by_key(app.router)
     app.include_router(articles.router)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
