@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -337,3 +338,21 @@ def test_cli_keys_create_prints_a_key_that_authenticates(
         [sys.executable, "-m", "app", "keys", "list"], env=env, capture_output=True, text=True
     )
     assert "ops" in listing.stdout and secret not in listing.stdout
+
+
+def test_serving_process_tunes_the_garbage_collector(tmp_path: Path) -> None:
+    """`byline serve`'s app factory leaves start-up objects frozen and young objects collected
+    in larger passes (in a process of its own: it changes the whole interpreter)."""
+    script = (
+        "import gc; from app.main import GC_THRESHOLDS, serve_app; serve_app();"
+        " print(gc.get_threshold() == GC_THRESHOLDS, gc.get_freeze_count() > 10_000)"
+    )
+    env = {
+        **os.environ,
+        "BYLINE_DATABASE_URL": f"sqlite:///{tmp_path / 'gc.db'}",
+        "BYLINE_SCHEDULER": "off",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == ["True", "True"]
