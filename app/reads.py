@@ -235,13 +235,20 @@ class _ReadBatcher:
         self._pool = pool
         self._waiting: dict[Any, list[asyncio.Future[Any]]] = {}
         self._sender: asyncio.Task[None] | None = None
+        self._senders: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     async def first(self, key: Any) -> Any:
         future = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)
         if self._sender is None:
-            self._sender = asyncio.create_task(self._send())
+            self._sender = self._start_sender()
         return await future
+
+    def _start_sender(self) -> asyncio.Task[None]:
+        sender = asyncio.create_task(self._send())
+        self._senders.add(sender)
+        sender.add_done_callback(self._senders.discard)
+        return sender
 
     async def _send(self) -> None:
         waiting: dict[Any, list[asyncio.Future[Any]]] = {}
@@ -250,7 +257,7 @@ class _ReadBatcher:
                 # The keys are taken once a connection is free: those asked for meanwhile join.
                 keys = list(self._waiting)[: self.MAX_KEYS]
                 waiting = {key: self._waiting.pop(key) for key in keys}
-                self._sender = asyncio.create_task(self._send()) if self._waiting else None
+                self._sender = self._start_sender() if self._waiting else None
                 found = await self._pool.fetch_all(
                     self._compiled, self._compiled.parameters({"keys": keys})
                 )
