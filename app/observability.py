@@ -24,8 +24,9 @@ class _Timestamps:
     line was a third of the access line's cost)."""
 
     def __init__(self) -> None:
-        self._second = math.nan
-        self._prefix = ""
+        # One attribute, replaced whole: threads logging at once never pair a second with
+        # another second's prefix.
+        self._second_and_prefix = (math.nan, "")
 
     def __call__(self, seconds: float) -> str:
         # Rounded to the microsecond as datetime.fromtimestamp rounds, then truncated.
@@ -34,10 +35,11 @@ class _Timestamps:
         if micros >= 1_000_000:
             second += 1
             micros -= 1_000_000
-        if second != self._second:
-            self._prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
-            self._second = second
-        return f"{self._prefix}.{micros // 1000:03d}+00:00"
+        cached_second, prefix = self._second_and_prefix
+        if second != cached_second:
+            prefix = datetime.fromtimestamp(second, UTC).isoformat()[:19]
+            self._second_and_prefix = (second, prefix)
+        return f"{prefix}.{micros // 1000:03d}+00:00"
 
 
 _timestamp = _Timestamps()
