@@ -14,6 +14,7 @@ engine makes them cheapest.
 """
 
 import asyncio
+import hashlib
 import threading
 from collections import deque, namedtuple
 from collections.abc import Sequence
@@ -21,7 +22,14 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
+import psycopg.errors
 from fastapi.concurrency import run_in_threadpool
+from psycopg.abc import Buffer, Transformer
+from psycopg.adapt import PyFormat
+from psycopg.adapt import Transformer as Loading
+from psycopg.pq import ExecStatus
+from psycopg.pq.abc import PGresult
+from psycopg.types.json import set_json_loads
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -34,6 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
+
+from app.db import JSON_LOADS
 
 
 class SingleRowRead:
@@ -231,6 +241,7 @@ class _ReadBatcher:
 
     def __init__(self, read: SingleRowRead, pool: "_AsyncConnections", dialect: Dialect) -> None:
         self._compiled = read.compiled(dialect, batch=True)
+        self._statement = _PreparedStatement(read.batch_statement, dialect)
         self._key_position = read.key_position
         self._pool = pool
         self._waiting: dict[Any, list[asyncio.Future[Any]]] = {}
@@ -258,9 +269,7 @@ class _ReadBatcher:
                 keys = list(self._waiting)[: self.MAX_KEYS]
                 waiting = {key: self._waiting.pop(key) for key in keys}
                 self._sender = self._start_sender() if self._waiting else None
-                found = await self._pool.fetch_all(
-                    self._compiled, self._compiled.parameters({"keys": keys})
-                )
+                found = await self._pool.fetch_all(self._statement, keys)
         except Exception as exc:
             for futures in waiting.values():
                 for future in futures:
@@ -284,48 +293,64 @@ class _ReadBatcher:
                     future.set_result(row)
 
 
+class _PreparedStatement:
+    """A batch read as libpq takes it: SQL with `$1` for the array of keys, prepared once per
+    connection under `name`, the keys sent as a text array literal (quoted by psycopg's own
+    dumper) that the server parses as the statement's array type."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        dialect_class: Any = type(dialect)
+        numbered = dialect_class(paramstyle="numeric_dollar")
+        self.sql = str(statement.compile(dialect=numbered))
+        self.query = self.sql.encode()
+        self.name = f"byline_read_{hashlib.sha1(self.query).hexdigest()[:16]}".encode()
+
+    def parameters(self, transformer: Transformer, keys: list[Any]) -> Sequence[Buffer | None]:
+        return transformer.dump_sequence([keys], [PyFormat.TEXT])
+
+
 class _AsyncConnections:
-    """A small pool of psycopg AsyncConnections in autocommit (one statement sees one
-    snapshot; no transaction to open or end). At most `size` at a time; idle ones are kept.
-    A connection that failed or was interrupted is closed, never reused."""
+    """A small pool of PostgreSQL connections in autocommit (one statement sees one snapshot;
+    no transaction to open or end), each a `_LibpqConnection`. At most `size` at a time; idle
+    ones are kept. A connection that failed or was interrupted is closed, never reused."""
 
     def __init__(self, engine: Engine, size: int) -> None:
         url = engine.url.set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
         self._dialect = engine.dialect
         self._slots = asyncio.Semaphore(size)
-        self._idle: deque[psycopg.AsyncConnection[Any]] = deque()
+        self._idle: deque[_LibpqConnection] = deque()
         self._closed = False
 
     def slot(self) -> asyncio.Semaphore:
         """Held around fetch_all: at most `size` statements at a time."""
         return self._slots
 
-    async def fetch_all(self, compiled: "_CompiledRead", parameters: Any) -> list[Any]:
+    async def fetch_all(self, statement: _PreparedStatement, keys: list[Any]) -> list[Any]:
+        """The rows of `statement` for `keys`, as tuples of decoded values."""
         try:
             try:
-                return await self._fetch_all(compiled, parameters)
+                return await self._fetch_all(statement, keys)
             except psycopg.OperationalError:
                 # A pooled connection the server closed (it restarted): the idle ones are
                 # as dead, so they go too, and the read runs once more on a new one.
                 await self._close_idle()
-                return await self._fetch_all(compiled, parameters)
+                return await self._fetch_all(statement, keys)
         except psycopg.Error as exc:
             # The exceptions a Session would raise: a lost database is a 503, not a 500.
             raise DBAPIError.instance(
-                compiled.sql,
-                parameters,
+                statement.sql,
+                {"keys": keys},
                 exc,
                 psycopg.Error,
                 connection_invalidated=isinstance(exc, psycopg.OperationalError),
                 dialect=self._dialect,
             ) from exc
 
-    async def _fetch_all(self, compiled: "_CompiledRead", parameters: Any) -> list[Any]:
+    async def _fetch_all(self, statement: _PreparedStatement, keys: list[Any]) -> list[Any]:
         connection = self._idle.pop() if self._idle else await self._connect()
         try:
-            cursor = await connection.execute(compiled.sql, parameters)
-            values = await cursor.fetchall()
+            values = await connection.fetch_all(statement, keys)
         except BaseException:
             await connection.close()  # broken, or interrupted mid-statement: not reusable
             raise
@@ -335,10 +360,12 @@ class _AsyncConnections:
             self._idle.append(connection)
         return values
 
-    async def _connect(self) -> "psycopg.AsyncConnection[Any]":
-        return await psycopg.AsyncConnection.connect(
+    async def _connect(self) -> "_LibpqConnection":
+        connection = await psycopg.AsyncConnection.connect(
             self._conninfo, autocommit=True, connect_timeout=5
         )
+        set_json_loads(JSON_LOADS, connection)
+        return _LibpqConnection(connection)
 
     async def close(self) -> None:
         self._closed = True
@@ -347,3 +374,81 @@ class _AsyncConnections:
     async def _close_idle(self) -> None:
         while self._idle:
             await self._idle.pop().close()
+
+
+class _LibpqConnection:
+    """A psycopg AsyncConnection that runs prepared reads on its libpq connection (`pgconn`)
+    directly: send, wait for the socket on the event loop, decode with psycopg's loaders.
+    psycopg's cursor around the same statement (its lock, query conversion, prepared-statement
+    cache and wait generators) cost about as many instructions as everything else in the
+    statement's path together (measured: 422k -> 231k instructions per single-key read)."""
+
+    def __init__(self, connection: "psycopg.AsyncConnection[Any]") -> None:
+        self._connection = connection
+        self._pgconn = connection.pgconn
+        self._transformer: Transformer = Loading(connection)
+        self._prepared: set[bytes] = set()
+
+    async def fetch_all(self, statement: _PreparedStatement, keys: list[Any]) -> list[Any]:
+        pgconn = self._pgconn
+        if statement.name not in self._prepared:
+            pgconn.send_prepare(statement.name, statement.query)
+            await self._results()
+            self._prepared.add(statement.name)
+        parameters = statement.parameters(self._transformer, keys)
+        pgconn.send_query_prepared(statement.name, parameters)
+        (result,) = await self._results()
+        self._transformer.set_pgresult(result)
+        return self._transformer.load_rows(0, result.ntuples, tuple)
+
+    async def _results(self) -> list[PGresult]:
+        """Flushes what was sent, then waits for and returns every result of it; raises the
+        first error the server answered."""
+        pgconn = self._pgconn
+        loop = asyncio.get_running_loop()
+        results: list[PGresult] = []
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_readable() -> None:
+            if done.done():
+                return
+            try:
+                pgconn.consume_input()
+                while not pgconn.is_busy():
+                    result = pgconn.get_result()
+                    if result is None:
+                        done.set_result(None)
+                        return
+                    results.append(result)
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        def on_writable() -> None:
+            try:
+                if pgconn.flush() == 0:
+                    loop.remove_writer(socket)
+            except BaseException as exc:
+                loop.remove_writer(socket)
+                if not done.done():
+                    done.set_exception(exc)
+
+        socket = pgconn.socket
+        loop.add_reader(socket, on_readable)
+        if pgconn.flush():  # rare: a request larger than the socket's buffer
+            loop.add_writer(socket, on_writable)
+        elif not pgconn.is_busy():
+            on_readable()  # libpq may have read the whole answer while sending
+        try:
+            await done
+        finally:
+            loop.remove_reader(socket)
+            loop.remove_writer(socket)
+        for result in results:
+            if result.status == ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(
+                    result, encoding=self._connection.info.encoding
+                )
+        return results
+
+    async def close(self) -> None:
+        await self._connection.close()

@@ -4,6 +4,7 @@ pool per app, opened and closed with its lifespan), SQLite's in the calling thre
 import asyncio
 import functools
 from typing import Any
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -206,3 +207,91 @@ def test_postgresql_a_cancelled_read_leaves_the_others_of_its_statement(
             await rows.close()
 
     assert asyncio.run(scenario()) == [second["id"], first["id"]]
+
+
+HOSTILE_SLUGS = ('a"b', "c,d", "{e}", "f\\g", " h ", "NULL", "i'j", "ü-ñ", "x" * 250, "")
+
+
+def test_postgresql_batched_keys_are_sent_as_values_whatever_they_contain(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """The keys of a batch travel as one array parameter: quotes, commas, braces, backslashes,
+    the word NULL and over-long strings are keys like any other, found or not, never a
+    malformed statement that takes the reads sent with them down."""
+    articles = [ingest(client, ingest_headers, n) for n in (1, 2)]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the async read connections are PostgreSQL's")
+    rows = RowReader(engine)
+    slugs = [articles[0]["slug"], *HOSTILE_SLUGS, articles[1]["slug"]]
+
+    async def scenario() -> list[Any]:
+        await rows.open()
+        try:
+            return await asyncio.gather(
+                *(rows.first(service._ARTICLE_BY_SLUG, slug) for slug in slugs)
+            )
+        finally:
+            await rows.close()
+
+    found = asyncio.run(scenario())
+    assert [row.id if row else None for row in found] == [
+        articles[0]["id"],
+        *(None for _ in HOSTILE_SLUGS),
+        articles[1]["id"],
+    ]
+    for slug in HOSTILE_SLUGS[:-1]:
+        response = client.get("/v1/articles/by-slug/" + quote(slug, safe=""))
+        assert response.status_code == 404, (slug, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+
+
+def _read_backends_waiting_for_a_lock(engine: Engine) -> set[int]:
+    with psycopg.connect(_libpq(engine), autocommit=True) as connection:
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND query LIKE 'SELECT articles.id, articles.slug%%'"
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def test_postgresql_a_statement_the_server_cancels_runs_again_on_a_new_connection(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """A read whose statement the server cancels (an operator's pg_cancel_backend, a
+    statement timeout) is answered by running it once more on a fresh connection; the
+    connection that failed is closed, not put back."""
+    article = ingest(client, ingest_headers)
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the async read connections are PostgreSQL's")
+    rows = RowReader(engine)
+
+    async def wait_for_a_locked_read(other_than: set[int]) -> int:
+        while not (_read_backends_waiting_for_a_lock(engine) - other_than):
+            await asyncio.sleep(0.01)
+        (pid,) = _read_backends_waiting_for_a_lock(engine) - other_than
+        return pid
+
+    async def scenario() -> tuple[int, int, int]:
+        await rows.open()
+        try:
+            with psycopg.connect(_libpq(engine)) as locker:
+                locker.execute("LOCK TABLE articles IN ACCESS EXCLUSIVE MODE")
+                read = asyncio.create_task(rows.first(service._ARTICLE_BY_ID, article["id"]))
+                first = await wait_for_a_locked_read(other_than=set())
+                with psycopg.connect(_libpq(engine), autocommit=True) as operator:
+                    operator.execute("SELECT pg_cancel_backend(%s)", [first])
+                second = await wait_for_a_locked_read(other_than={first})
+                locker.rollback()
+            found = await read
+            return found.id, first, second
+        finally:
+            await rows.close()
+
+    found_id, cancelled, retried = asyncio.run(scenario())
+    assert found_id == article["id"]
+    assert cancelled != retried
+    with psycopg.connect(_libpq(engine), autocommit=True) as connection:
+        alive = connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [cancelled]
+        ).fetchone()
+    assert alive == (0,)
