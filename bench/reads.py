@@ -32,7 +32,14 @@ from app.db import create_db_engine
 from app.migrate import current_revision, head_revision
 from bench import corpus
 from bench.servers import CLIENT_CPU, byline_reads_server, datasette_server, log, serving
-from bench.targets import ENGINES, OUT_DIR, bench_rows, database_url, sqlite_path
+from bench.targets import (
+    ENGINES,
+    OUT_DIR,
+    bench_rows,
+    database_url,
+    loaded_marker,
+    sqlite_path,
+)
 from bench.wrk import WrkResult, run_wrk, write_paths
 
 BYLINE_PORT = 8001
@@ -149,42 +156,52 @@ def _postgres_backends(url: str) -> Callable[[], list[int]]:
     return pids
 
 
+def database_files(engine_name: str, rows: int) -> list[Path]:
+    """The files holding one engine's benchmark database (what a read can touch)."""
+    if engine_name == "sqlite":
+        paths = [sqlite_path(rows), Path(f"{sqlite_path(rows)}-wal")]
+        return [path for path in paths if path.exists()]
+    # The relations' files, straight from the data directory (this machine's server):
+    # pg_prewarm would need CREATE EXTENSION, a write into a database others copy.
+    dsn = make_url(database_url(engine_name, rows)).set(drivername="postgresql")
+    with psycopg.connect(dsn.render_as_string(False), autocommit=True) as connection:
+        data_dir = Path(connection.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
+        relations = [
+            row[0]
+            for row in connection.execute(
+                "SELECT pg_relation_filepath(c.oid) FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
+                " AND pg_relation_filepath(c.oid) IS NOT NULL"
+            )
+        ]
+    files = []
+    for relative in relations:
+        first = data_dir / relative
+        segments = first.parent.glob(first.name + ".*")  # 1 GB segments: <file>.1, <file>.2
+        files += [first, *(path for path in segments if path.suffix[1:].isdigit())]
+    return files
+
+
 def prewarm(engine_name: str, rows: int) -> None:
     """Read the whole database in, so that random ids over a million articles measure the
-    code, not the disk (the machine has the memory to cache either database, not both)."""
+    code, not the disk. The machine has the memory to cache either database, not both (at 1M:
+    SQLite 15.8 GB, PostgreSQL 17 GB; this VM's page cache tops out near 16-20 GB). So the
+    SQLite run first drops PostgreSQL's files from the page cache: no server of that run reads
+    them, and left there they take the room the SQLite file needs. (The PostgreSQL run keeps
+    the SQLite file: Datasette, its peer, serves from it.)"""
     started = time.perf_counter()
-    if engine_name == "sqlite":
-        # Twice: a page read once is on the kernel's inactive list, the first to be evicted.
-        # (This VM's page cache tops out near 16 GB, whatever is free, so 1-2 GB of the 15.8 GB
-        # file are evicted again during a run anyway, seen with `fincore`.)
-        for _ in range(2):
-            for path in (sqlite_path(rows), Path(f"{sqlite_path(rows)}-wal")):
-                if path.exists():
-                    with path.open("rb", buffering=0) as file:
-                        while file.read(16 << 20):
-                            pass
-    else:
-        # The relations' files read straight from the data directory (this machine's server):
-        # pg_prewarm would need CREATE EXTENSION, a write into a database others copy.
-        dsn = make_url(database_url(engine_name, rows)).set(drivername="postgresql")
-        with psycopg.connect(dsn.render_as_string(False), autocommit=True) as connection:
-            data_dir = Path(connection.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
-            files = [
-                row[0]
-                for row in connection.execute(
-                    "SELECT pg_relation_filepath(c.oid) FROM pg_class c"
-                    " JOIN pg_namespace n ON n.oid = c.relnamespace"
-                    " WHERE n.nspname IN ('public', 'pg_toast') AND c.relkind IN ('r', 'i', 't')"
-                    " AND pg_relation_filepath(c.oid) IS NOT NULL"
-                )
-            ]
-        for relative in files:
-            first = data_dir / relative
-            for path in [first, *first.parent.glob(first.name + ".*")]:
-                if path.name.split(".")[-1].isdigit() or path == first:
-                    with path.open("rb", buffering=0) as file:
-                        while file.read(16 << 20):
-                            pass
+    if engine_name == "sqlite" and loaded_marker("postgres", rows).exists():
+        for path in database_files("postgres", rows):
+            with path.open("rb") as file:
+                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    # SQLite's file twice: a page read once is on the kernel's inactive list, the first to be
+    # evicted. (PostgreSQL's relations hold more than its reads touch: once.)
+    for _ in range(2 if engine_name == "sqlite" else 1):
+        for path in database_files(engine_name, rows):
+            with path.open("rb", buffering=0) as file:
+                while file.read(16 << 20):
+                    pass
     log(
         f"{engine_name}: database read into the page cache in {time.perf_counter() - started:.0f} s"
     )

@@ -3,6 +3,8 @@ pool per app, opened and closed with its lifespan), SQLite's in the calling thre
 
 import asyncio
 import functools
+import random
+import string
 from typing import Any
 from urllib.parse import quote
 
@@ -295,3 +297,50 @@ def test_postgresql_a_statement_the_server_cancels_runs_again_on_a_new_connectio
             "SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [cancelled]
         ).fetchone()
     assert alive == (0,)
+
+
+def _body(rng: random.Random, words: int) -> str:
+    vocabulary = ["".join(rng.choices(string.ascii_lowercase, k=7)) for _ in range(400)]
+    paragraphs = (" ".join(rng.choices(vocabulary, k=60)) for _ in range(words // 60))
+    return "".join(f"<p>{paragraph}</p>" for paragraph in paragraphs)
+
+
+def _toast_blocks_touched(connection: psycopg.Connection[Any]) -> int:
+    connection.execute("SELECT pg_stat_force_next_flush()")
+    row = connection.execute(
+        "SELECT coalesce(toast_blks_read, 0) + coalesce(toast_blks_hit, 0)"
+        " FROM pg_statio_user_tables WHERE relname = 'articles'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_postgresql_a_read_by_key_finds_the_body_in_the_row(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    """0007 keeps body_html in the row (storage MAIN): reading an article touches no TOAST
+    page. A body too large for a page still goes out of line, and reads back whole."""
+    rng = random.Random(7)
+    usual = ingest(client, ingest_headers, 1, body_html=_body(rng, 900))  # ~8 KB of HTML
+    huge_body = "".join(f"<p>{rng.randbytes(3000).hex()}</p>" for _ in range(50))
+    huge = ingest(client, ingest_headers, 2, body_html=huge_body)  # 300 KB, incompressible
+    if engine.dialect.name != "postgresql":
+        pytest.skip("TOAST storage is PostgreSQL's")
+    with psycopg.connect(_libpq(engine), autocommit=True) as connection:
+        connection.execute("SET stats_fetch_consistency = none")
+        storage = connection.execute(
+            "SELECT attstorage FROM pg_attribute"
+            " WHERE attrelid = 'articles'::regclass AND attname = 'body_html'"
+        ).fetchone()
+        assert storage == ("m",)
+        before = _toast_blocks_touched(connection)
+        length = connection.execute(
+            "SELECT length(body_html) FROM articles WHERE id = %s", [usual["id"]]
+        ).fetchone()
+        assert length is not None and length[0] > 7_000
+        assert _toast_blocks_touched(connection) == before
+    for article in (usual, huge):
+        response = client.get(f"/v1/articles/{article['id']}")
+        assert response.status_code == 200
+        assert response.json()["body_html"] == article["body_html"]
+    assert len(huge["body_html"]) > 300_000
