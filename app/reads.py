@@ -10,7 +10,8 @@ engine makes them cheapest.
   hand-overs that cost a detail read more CPU than the query (measured: 410 -> 350 us of app
   CPU per read, in process). Reads of the same kind that arrive while the loop is busy are
   sent together, as one `key = ANY(...)` statement: under load, one round trip and one
-  statement for several requests (the DataLoader pattern).
+  statement for several requests (the DataLoader pattern), prepared once per connection
+  and run on libpq directly (`_LibpqConnection`).
 """
 
 import asyncio
@@ -22,11 +23,11 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import psycopg
+import psycopg.adapt
 import psycopg.errors
 from fastapi.concurrency import run_in_threadpool
 from psycopg.abc import Buffer, Transformer
 from psycopg.adapt import PyFormat
-from psycopg.adapt import Transformer as Loading
 from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 from psycopg.types.json import set_json_loads
@@ -386,7 +387,7 @@ class _LibpqConnection:
     def __init__(self, connection: "psycopg.AsyncConnection[Any]") -> None:
         self._connection = connection
         self._pgconn = connection.pgconn
-        self._transformer: Transformer = Loading(connection)
+        self._transformer: Transformer = psycopg.adapt.Transformer(connection)
         self._prepared: set[bytes] = set()
 
     async def fetch_all(self, statement: _PreparedStatement, keys: list[Any]) -> list[Any]:
