@@ -384,6 +384,11 @@ class _LibpqConnection:
     cache and wait generators) cost about as many instructions as everything else in the
     statement's path together (measured: 422k -> 231k instructions per single-key read)."""
 
+    # uvloop stops watching a socket that reports an error (a connection the server cut while
+    # idle), so a reader alone could wait forever: the answer is also polled this often, as
+    # psycopg's own waits do.
+    POLL_SECONDS = 0.1
+
     def __init__(self, connection: "psycopg.AsyncConnection[Any]") -> None:
         self._connection = connection
         self._pgconn = connection.pgconn
@@ -433,15 +438,25 @@ class _LibpqConnection:
                 if not done.done():
                     done.set_exception(exc)
 
+        timer: asyncio.TimerHandle
+
+        def poll() -> None:
+            nonlocal timer
+            on_readable()
+            if not done.done():
+                timer = loop.call_later(self.POLL_SECONDS, poll)
+
         socket = pgconn.socket
         loop.add_reader(socket, on_readable)
         if pgconn.flush():  # rare: a request larger than the socket's buffer
             loop.add_writer(socket, on_writable)
         elif not pgconn.is_busy():
             on_readable()  # libpq may have read the whole answer while sending
+        timer = loop.call_later(self.POLL_SECONDS, poll)
         try:
             await done
         finally:
+            timer.cancel()
             loop.remove_reader(socket)
             loop.remove_writer(socket)
         for result in results:
