@@ -87,15 +87,18 @@ def test_detail_reads_answer_without_the_lifespan(
     assert response.json()["id"] == article["id"]
 
 
-def _locked_reads(engine: Engine) -> int:
-    """Reads by id waiting for a lock on articles."""
+def _read_backends_waiting_for_a_lock(engine: Engine) -> set[int]:
+    """Backends of reads by id waiting for a lock on articles."""
     with psycopg.connect(_libpq(engine), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        rows = connection.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query LIKE 'SELECT articles.id, articles.slug%%'"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        ).fetchall()
+    return {pid for (pid,) in rows}
+
+
+def _locked_reads(engine: Engine) -> int:
+    return len(_read_backends_waiting_for_a_lock(engine))
 
 
 async def _reads_on_separate_connections(engine: Engine, rows: RowReader, article_id: int) -> None:
@@ -245,15 +248,6 @@ def test_postgresql_batched_keys_are_sent_as_values_whatever_they_contain(
         response = client.get("/v1/articles/by-slug/" + quote(slug, safe=""))
         assert response.status_code == 404, (slug, response.text)
         assert response.headers["content-type"] == "application/problem+json"
-
-
-def _read_backends_waiting_for_a_lock(engine: Engine) -> set[int]:
-    with psycopg.connect(_libpq(engine), autocommit=True) as connection:
-        rows = connection.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock' AND query LIKE 'SELECT articles.id, articles.slug%%'"
-        ).fetchall()
-    return {pid for (pid,) in rows}
 
 
 def test_postgresql_a_statement_the_server_cancels_runs_again_on_a_new_connection(
