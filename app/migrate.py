@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
-# Search structures differ per engine and live outside the models: FTS5 tables on SQLite,
-# a generated tsvector column with a GIN index on PostgreSQL.
-SEARCH_OBJECTS = {"articles_fts", "search_vector", "ix_articles_search_vector"}
+# Search structures differ per engine and live outside the models, kept by triggers: FTS5
+# tables on SQLite, the article_search table (tsvector, GIN index) on PostgreSQL.
+SEARCH_OBJECTS = {"articles_fts", "article_search"}
 
 
 def include_object(

@@ -6,8 +6,8 @@
    `prepare_article`: sanitised body, body_text, content hash; `new_article_row`: canonical
    URL, slug, timestamps) on a process pool; the rows are pickled in chunks under bench/data/.
 2. load: a fresh database migrated with `app.migrate.upgrade_to_head`, then the rows through
-   SQLAlchemy Core `executemany` on the app's own tables, in large transactions. SQLite's FTS5
-   rows come from the migration's triggers, PostgreSQL's tsvector from its generated column.
+   SQLAlchemy Core `executemany` on the app's own tables, in large transactions. The search
+   rows come from the migrations' triggers: FTS5 on SQLite, article_search on PostgreSQL.
    Plain secondary indexes are dropped for the load and recreated from their own stored DDL
    afterwards: the same indexes, built once instead of row by row.
 3. a marker file, so that `make bench` does not reload a complete database.
@@ -50,7 +50,7 @@ from bench.targets import (
 )
 
 CHUNK = 10_000
-TABLES_WITH_LOAD_INDEXES = ("articles", "article_tags")
+TABLES_WITH_LOAD_INDEXES = ("articles", "article_tags", "article_search")
 
 
 def log(message: str) -> None:
@@ -122,14 +122,15 @@ def _plain_indexes(connection: Connection) -> list[tuple[str, str]]:
     if connection.dialect.name == "sqlite":
         query = text(
             "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
-            " AND tbl_name IN ('articles', 'article_tags')"
+            " AND tbl_name IN :tables"
         )
     else:
         query = text(
             "SELECT i.indexname, i.indexdef FROM pg_indexes i"
-            " WHERE i.tablename IN ('articles', 'article_tags') AND NOT EXISTS"
+            " WHERE i.tablename IN :tables AND NOT EXISTS"
             " (SELECT 1 FROM pg_constraint c WHERE c.conname = i.indexname)"
         )
+    query = query.bindparams(bindparam("tables", TABLES_WITH_LOAD_INDEXES, expanding=True))
     return [(row[0], row[1]) for row in connection.execute(query)]
 
 
@@ -233,9 +234,8 @@ def _load_into(engine: Engine, rows: int) -> None:
     if name == "postgresql":
         # What autovacuum would do after a bulk load: statistics and the visibility map.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM (ANALYZE) articles")
-            connection.exec_driver_sql("VACUUM (ANALYZE) article_tags")
-            connection.exec_driver_sql("VACUUM (ANALYZE) publishers")
+            for table in (*TABLES_WITH_LOAD_INDEXES, "publishers"):
+                connection.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
     log(f"load {name}: {rows:,} rows done in {time.perf_counter() - started:.0f} s")
 
 

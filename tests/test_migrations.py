@@ -2,8 +2,9 @@
 
 from pathlib import Path
 
+import pytest
 from alembic import command
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from app.db import create_db_engine
 from app.migrate import (
@@ -89,3 +90,87 @@ def test_sqlite_body_text_moves_last_with_its_text_and_search(tmp_path: Path) ->
             )
     finally:
         scratch.dispose()
+
+
+def test_postgresql_search_vectors_move_to_their_own_table(
+    database_url: str, engine: Engine
+) -> None:
+    """0008 copies the live articles' vectors into article_search, whose triggers keep it
+    from then on: new and changed text is indexed, removed and deleted articles leave it."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("article_search is PostgreSQL's")
+    command.downgrade(alembic_config(database_url), "0007_postgresql_body_html_in_row")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO publishers (id, name, article_count, created_at)"
+                    " VALUES (1, 'Reuters', 1, '2026-01-01 00:00:00+00')"
+                )
+            )
+            for article_id, title, body, removed_at in [
+                (7, "Harbour strike", "Dockers walk out", None),
+                (8, None, None, "2026-01-02 00:00:00+00"),
+            ]:
+                _insert_article(connection, article_id, title, body, removed_at)
+
+        upgrade_to_head(database_url)
+
+        assert schema_differences(engine) == []
+        with engine.begin() as connection:
+
+            def found(words: str) -> list[int]:
+                match = text(
+                    "SELECT article_id FROM article_search WHERE search_vector"
+                    " @@ websearch_to_tsquery('english', :words) ORDER BY article_id"
+                )
+                return list(connection.execute(match, {"words": words}).scalars())
+
+            def indexed() -> list[int]:
+                ids = text("SELECT article_id FROM article_search ORDER BY article_id")
+                return list(connection.execute(ids).scalars())
+
+            assert indexed() == [7]
+            assert found("dockers") == found("harbour") == [7]
+            connection.execute(text("UPDATE articles SET body_text = 'Cranes idle' WHERE id = 7"))
+            assert found("cranes") == [7]
+            assert found("dockers") == []
+            _insert_article(connection, 9, "Port reopens", "Cranes move again", None)
+            assert found("cranes") == [7, 9]
+            connection.execute(
+                text(
+                    "UPDATE articles SET removed_at = now(), title = NULL, body_text = NULL"
+                    " WHERE id = 7"
+                )
+            )
+            connection.execute(text("DELETE FROM articles WHERE id = 9"))
+            assert indexed() == []
+    finally:
+        upgrade_to_head(database_url)
+
+
+def _insert_article(
+    connection: Connection,
+    article_id: int,
+    title: str | None,
+    body: str | None,
+    removed_at: str | None,
+) -> None:
+    connection.execute(
+        text(
+            "INSERT INTO articles (id, canonical_url, source_url, source_domain, slug,"
+            " publisher_id, published_at, first_seen_at, updated_at, content_hash,"
+            " title, body_text, removed_at)"
+            " VALUES (:id, :url, :url, 'e.com', :slug, 1, '2026-01-01 00:00:00+00',"
+            " '2026-01-01 00:00:00+00', '2026-01-01 00:00:00+00', 'h', :title, :body,"
+            " :removed_at)"
+        ),
+        {
+            "id": article_id,
+            "url": f"https://e.com/{article_id}",
+            "slug": f"a-{article_id}",
+            "title": title,
+            "body": body,
+            "removed_at": removed_at,
+        },
+    )

@@ -4,15 +4,17 @@ User input never reaches SQL as text: it is a bound parameter, and on SQLite it 
 quoted words first so that FTS5 query syntax cannot be injected.
 
 Ranking. SQLite ranks every match (FTS5's bm25 reads the index, not the rows, a few
-microseconds a match). PostgreSQL's ts_rank_cd reads each match's stored tsvector (several KB,
-out of line): ranking every match of a common word at a million articles took seconds. So
-PostgreSQL ranks window by window: the newest RANKED_WINDOW matches (ties on the oldest
-date included) best first, then the next RANKED_WINDOW older ones best first, and so on. The
-window bounds are dates fixed when a window is first entered and carried in the cursor, so
-paging never repeats or skips an article, whatever arrives meanwhile."""
+microseconds a match). PostgreSQL searches article_search (migration 0008: the live articles'
+dates and tsvectors, narrow rows apart from the wide article rows) and ts_rank_cd reads each
+match's stored tsvector (several KB, out of line): ranking every match of a common word at a
+million articles took seconds. So PostgreSQL ranks window by window: the newest
+RANKED_WINDOW matches (ties on the oldest date included) best first, then the next
+RANKED_WINDOW older ones best first, and so on. The window bounds are dates fixed when a
+window is first entered and carried in the cursor, so paging never repeats or skips an
+article, whatever arrives meanwhile."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +27,6 @@ from sqlalchemy import (
     cast,
     column,
     func,
-    literal_column,
     or_,
     select,
     table,
@@ -38,6 +39,9 @@ from app.articles.service import SUMMARY_COLUMNS, A, ArticleFilters, P, _filtere
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _FTS = table("articles_fts", column("rowid"), column("rank"))
+_SEARCH = table(
+    "article_search", column("article_id"), column("published_at"), column("search_vector")
+)
 MAX_QUERY_WORDS = 16
 # Matches ranked together on PostgreSQL: ranking one costs ~15-30 us (its tsvector read and
 # decompressed), so ranking a window costs 10-15 ms.
@@ -104,14 +108,8 @@ def _search_postgres(
     window: SearchWindow | None,
     limit: int,
 ) -> list[Match]:
-    vector: Any = literal_column("articles.search_vector")
     query_ts = func.websearch_to_tsquery("english", bindparam("q", q))
-    candidates = _filtered(
-        select(A.c.id, A.c.published_at, vector.label("vector"))
-        .select_from(A.join(P, P.c.id == A.c.publisher_id) if filters.publisher else A)
-        .where(vector.op("@@")(query_ts)),
-        filters,
-    )
+    candidates = _postgres_candidates(query_ts, filters)
     matches: list[Match] = []
     end = None
     while True:
@@ -127,6 +125,26 @@ def _search_postgres(
         end, window, after = window.start, None, None
 
 
+def _postgres_candidates(query_ts: Any, filters: ArticleFilters) -> Select[Any]:
+    """(id, published_at, vector) of the live articles matching, from article_search alone
+    unless a filter is on a column only `articles` holds."""
+    vector: Any = _SEARCH.c.search_vector
+    candidates = select(
+        _SEARCH.c.article_id.label("id"), _SEARCH.c.published_at, vector.label("vector")
+    ).where(vector.op("@@")(query_ts))
+    if filters.published_after is not None:
+        candidates = candidates.where(_SEARCH.c.published_at >= filters.published_after)
+    if filters.published_before is not None:
+        candidates = candidates.where(_SEARCH.c.published_at < filters.published_before)
+    by_article = replace(filters, published_after=None, published_before=None)
+    if by_article == ArticleFilters():
+        return candidates
+    joined = _SEARCH.join(A, A.c.id == _SEARCH.c.article_id)
+    if filters.publisher is not None:
+        joined = joined.join(P, P.c.id == A.c.publisher_id)
+    return _filtered(candidates.select_from(joined), by_article)
+
+
 def _open_window(
     session: Session | Connection,
     candidates: Select[Any],
@@ -138,8 +156,8 @@ def _open_window(
     (all matches of the oldest date among them included), and that window: it starts at
     that date, or at EARLIEST when fewer remained."""
     if end is not None:
-        candidates = candidates.where(A.c.published_at < end)
-    newest = candidates.order_by(A.c.published_at.desc()).fetch(RANKED_WINDOW, with_ties=True)
+        candidates = candidates.where(_SEARCH.c.published_at < end)
+    newest = candidates.order_by(_SEARCH.c.published_at.desc()).fetch(RANKED_WINDOW, with_ties=True)
     rows = _rank(session, newest, query_ts, None, limit, describe_window=True)
     if not rows or rows[0].window_size < RANKED_WINDOW:
         return rows, SearchWindow(EARLIEST, end)
@@ -148,9 +166,9 @@ def _open_window(
 
 def _in_window(candidates: Select[Any], window: SearchWindow) -> Select[Any]:
     if window.start != EARLIEST:
-        candidates = candidates.where(A.c.published_at >= window.start)
+        candidates = candidates.where(_SEARCH.c.published_at >= window.start)
     if window.end is not None:
-        candidates = candidates.where(A.c.published_at < window.end)
+        candidates = candidates.where(_SEARCH.c.published_at < window.end)
     return candidates
 
 

@@ -138,6 +138,65 @@ def test_search_finds_words_in_title_and_body_best_first(
 
 
 @pytest.mark.parametrize(
+    ("query", "expected_titles"),
+    [
+        ("", {"one", "other"}),
+        ("&publisher=Other+Paper", {"other"}),
+        ("&domain=other.example", {"other"}),
+        ("&tag=Science", {"other"}),
+        ("&language=fr", {"other"}),
+        ("&published_after=2025-01-01T00:00:00Z", {"other"}),
+        ("&published_before=2025-01-01T00:00:00Z", {"one"}),
+    ],
+)
+def test_search_with_filters(
+    client: TestClient, ingest_headers: dict[str, str], query: str, expected_titles: set[str]
+) -> None:
+    """Each filter narrows the matches, and only matches: the article that fits every filter
+    but not the words stays out."""
+    ingest(client, ingest_headers, 1, title="one", published_at="2024-05-01T00:00:00Z")
+    other = {
+        "source_url": "https://www.other.example/x",
+        "publisher": {"name": "Other Paper"},
+        "tags": ["science"],
+        "language": "fr",
+        "published_at": "2025-05-01T00:00:00Z",
+    }
+    ingest(client, ingest_headers, 2, title="other", **other)
+    unrelated = {**other, "source_url": "https://www.other.example/y"}
+    ingest(client, ingest_headers, 3, title="none", body_html="<p>Quiet day.</p>", **unrelated)
+    items = client.get(f"/v1/articles?q=residents{query}").json()["items"]
+    assert {item["title"] for item in items} == expected_titles
+
+
+def test_search_follows_changed_text_and_dates(
+    client: TestClient, ingest_headers: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An article updated by ingest is found by its new words only, and on PostgreSQL (which
+    ranks the newest matches first, window by window) a new date moves it."""
+    monkeypatch.setattr(search, "RANKED_WINDOW", 1)
+    ingest(client, ingest_headers, 1, published_at="2024-05-01T00:00:00Z")
+    ingest(client, ingest_headers, 2, published_at="2024-06-01T00:00:00Z")
+    ingest(client, ingest_headers, 1, body_html="<p>Cranes stood idle.</p>")
+
+    def found(words: str) -> list[int]:
+        return [item["id"] for item in client.get(f"/v1/articles?q={words}").json()["items"]]
+
+    assert found("cranes") == [1]
+    assert found("residents") == [2]
+    assert set(found("flood")) == {1, 2}
+    ingest(client, ingest_headers, 1, body_html="<p>Cranes stood idle.</p>", title="Quiet")
+    assert found("flood") == [2]
+    assert found("quiet cranes") == [1]
+    if client.app.state.engine.dialect.name == "postgresql":  # type: ignore[attr-defined]
+        quiet = {"title": "Quiet residents", "body_html": "<p>Cranes stood idle.</p>"}
+        ingest(client, ingest_headers, 1, **quiet, published_at="2024-05-01T00:00:00Z")
+        assert found("residents&limit=1") == [2]
+        ingest(client, ingest_headers, 1, **quiet, published_at="2024-07-01T00:00:00Z")
+        assert found("residents&limit=1") == [1]
+
+
+@pytest.mark.parametrize(
     "hostile",
     [
         "'; DROP TABLE articles; --",
