@@ -44,6 +44,8 @@ UPGRADE = [
     """INSERT INTO article_search (article_id, published_at, search_vector)
         SELECT id, published_at, search_vector FROM articles WHERE removed_at IS NULL""",
     "CREATE INDEX ix_article_search_search_vector ON article_search USING gin (search_vector)",
+    # Statistics now: until autovacuum gathers them the planner takes the table for empty.
+    "ANALYZE article_search",
     f"""CREATE FUNCTION article_search_refresh() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         IF NEW.removed_at IS NOT NULL THEN
