@@ -82,18 +82,19 @@ def test_ties_on_published_at_are_broken_by_id(
     assert all_pages(client, "/v1/articles?limit=3") == [7, 6, 5, 4, 3, 2, 1]
 
 
-@pytest.mark.parametrize(
-    ("query", "expected_titles"),
-    [
-        ("publisher=Other+Paper", {"other"}),
-        ("domain=other.example", {"other"}),
-        ("domain=www.other.example", {"other"}),
-        ("tag=Science", {"other"}),
-        ("language=fr", {"other"}),
-        ("published_after=2025-01-01T00:00:00Z", {"other"}),
-        ("published_before=2025-01-01T00:00:00Z", {"one"}),
-    ],
-)
+# Each filter against two articles, "one" and "other" (see test_filters).
+FILTER_CASES = [
+    ("publisher=Other+Paper", {"other"}),
+    ("domain=other.example", {"other"}),
+    ("domain=www.other.example", {"other"}),
+    ("tag=Science", {"other"}),
+    ("language=fr", {"other"}),
+    ("published_after=2025-01-01T00:00:00Z", {"other"}),
+    ("published_before=2025-01-01T00:00:00Z", {"one"}),
+]
+
+
+@pytest.mark.parametrize(("query", "expected_titles"), FILTER_CASES)
 def test_filters(
     client: TestClient, ingest_headers: dict[str, str], query: str, expected_titles: set[str]
 ) -> None:
@@ -137,18 +138,7 @@ def test_search_finds_words_in_title_and_body_best_first(
     assert client.get("/v1/articles?q=parliament").json()["items"][0]["id"] == 1
 
 
-@pytest.mark.parametrize(
-    ("query", "expected_titles"),
-    [
-        ("", {"one", "other"}),
-        ("&publisher=Other+Paper", {"other"}),
-        ("&domain=other.example", {"other"}),
-        ("&tag=Science", {"other"}),
-        ("&language=fr", {"other"}),
-        ("&published_after=2025-01-01T00:00:00Z", {"other"}),
-        ("&published_before=2025-01-01T00:00:00Z", {"one"}),
-    ],
-)
+@pytest.mark.parametrize(("query", "expected_titles"), [("", {"one", "other"}), *FILTER_CASES])
 def test_search_with_filters(
     client: TestClient, ingest_headers: dict[str, str], query: str, expected_titles: set[str]
 ) -> None:
@@ -165,7 +155,7 @@ def test_search_with_filters(
     ingest(client, ingest_headers, 2, title="other", **other)
     unrelated = {**other, "source_url": "https://www.other.example/y"}
     ingest(client, ingest_headers, 3, title="none", body_html="<p>Quiet day.</p>", **unrelated)
-    items = client.get(f"/v1/articles?q=residents{query}").json()["items"]
+    items = client.get(f"/v1/articles?q=residents&{query}").json()["items"]
     assert {item["title"] for item in items} == expected_titles
 
 
