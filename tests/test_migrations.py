@@ -149,6 +149,40 @@ def test_postgresql_search_vectors_move_to_their_own_table(
         upgrade_to_head(database_url)
 
 
+def test_postgresql_read_columns_stay_in_the_row_until_downgraded(
+    database_url: str, engine: Engine
+) -> None:
+    """0009 sets storage MAIN on every variable-length column of articles but body_text (the
+    read path's test checks that a read then touches no TOAST page); its downgrade restores
+    the default, EXTENDED, on all of them but body_html (MAIN since 0007)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("column storage is PostgreSQL's")
+
+    def storage() -> dict[str, str]:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT attname, attstorage FROM pg_attribute"
+                    " WHERE attrelid = 'articles'::regclass AND attnum > 0"
+                    " AND NOT attisdropped AND attlen = -1"
+                )
+            )
+            return {name: kind for name, kind in rows}
+
+    at_head = storage()
+    assert at_head.pop("body_text") == "x"
+    assert set(at_head.values()) == {"m"}
+    command.downgrade(alembic_config(database_url), "0008_postgresql_search_table")
+    try:
+        before = storage()
+        assert before.pop("body_html") == "m"
+        assert set(before.values()) == {"x"}
+        assert set(before) == set(at_head) - {"body_html"} | {"body_text"}
+    finally:
+        upgrade_to_head(database_url)
+    assert storage() == {**at_head, "body_text": "x"}
+
+
 def _insert_article(
     connection: Connection,
     article_id: int,

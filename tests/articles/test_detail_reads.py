@@ -312,7 +312,8 @@ def _toast_blocks_touched(connection: psycopg.Connection[Any]) -> int:
 def test_postgresql_a_read_by_key_finds_the_body_in_the_row(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine
 ) -> None:
-    """0007 keeps body_html in the row (storage MAIN): reading an article touches no TOAST
+    """0007 and 0009 keep every column a read returns in the row (storage MAIN; only
+    body_text, which reads never return, goes out of line): reading them touches no TOAST
     page. A body too large for a page still goes out of line, and reads back whole."""
     rng = random.Random(7)
     usual = ingest(client, ingest_headers, 1, body_html=_body(rng, 900))  # ~8 KB of HTML
@@ -322,16 +323,20 @@ def test_postgresql_a_read_by_key_finds_the_body_in_the_row(
         pytest.skip("TOAST storage is PostgreSQL's")
     with psycopg.connect(_libpq(engine), autocommit=True) as connection:
         connection.execute("SET stats_fetch_consistency = none")
-        storage = connection.execute(
-            "SELECT attstorage FROM pg_attribute"
-            " WHERE attrelid = 'articles'::regclass AND attname = 'body_html'"
-        ).fetchone()
-        assert storage == ("m",)
+        storage = dict(
+            connection.execute(
+                "SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'articles'::regclass"
+                " AND attnum > 0 AND NOT attisdropped AND attlen = -1"
+            ).fetchall()
+        )
+        assert storage.pop("body_text") == "x"
+        assert set(storage.values()) == {"m"}, storage
+        read_columns = ", ".join(storage)  # every variable-length column but body_text
         before = _toast_blocks_touched(connection)
-        length = connection.execute(
-            "SELECT length(body_html) FROM articles WHERE id = %s", [usual["id"]]
+        row = connection.execute(
+            f"SELECT {read_columns}, length(body_html) FROM articles WHERE id = %s", [usual["id"]]
         ).fetchone()
-        assert length is not None and length[0] > 7_000
+        assert row is not None and row[-1] > 7_000
         assert _toast_blocks_touched(connection) == before
     for article in (usual, huge):
         response = client.get(f"/v1/articles/{article['id']}")
