@@ -21,6 +21,8 @@ KEY_PREFIX = "byl_"
 class Scope(StrEnum):
     ingest = "ingest"
     admin = "admin"
+    # Bound to one registrable domain (ApiKey.domain), proven by DNS: files takedowns of it.
+    publisher = "publisher"
 
 
 class ApiKey(SQLModel, table=True):
@@ -29,6 +31,8 @@ class ApiKey(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(sa_type=String(100))
     scope: str = Field(sa_type=String(20))
+    # The registrable domain a publisher key speaks for; None for other scopes.
+    domain: str | None = Field(default=None, sa_type=String(255))
     # SHA-256 suffices: keys are 256-bit random secrets, not passwords.
     key_hash: str = Field(sa_type=String(64), unique=True)
     key_hint: str = Field(sa_type=String(12))
@@ -41,13 +45,17 @@ def hash_secret(secret: str) -> str:
 
 
 def create_api_key(
-    *, session: Session, name: str, scope: Scope, now: datetime
+    *, session: Session, name: str, scope: Scope, now: datetime, domain: str | None = None
 ) -> tuple[ApiKey, str]:
-    """Create a key; the secret is returned once and only its hash is stored."""
+    """Create a key; the secret is returned once and only its hash is stored. A publisher
+    key needs the registrable domain it is bound to; other keys take none."""
+    if (scope == Scope.publisher) != (domain is not None):
+        raise ValueError("a publisher key needs a domain, and only a publisher key takes one")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     key = ApiKey(
         name=name,
         scope=scope.value,
+        domain=domain,
         key_hash=hash_secret(secret),
         key_hint=secret[:10],
         created_at=now,
@@ -74,24 +82,26 @@ def revoke_api_key(*, session: Session, key_id: int, now: datetime) -> ApiKey:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who called: the key's id, name (used as the audit actor) and scope."""
+    """Who called: the key's id, name (used as the audit actor), scope, and for a publisher
+    key the registrable domain it speaks for."""
 
     key_id: int
     name: str
     scope: Scope
+    domain: str | None = None
 
 
 def find_active_key(*, session: Session, secret: str) -> Principal | None:
     """The unrevoked key with this secret, if any."""
     row = session.execute(
-        select(ApiKey.id, ApiKey.name, ApiKey.scope).where(  # type: ignore[call-overload]
+        select(ApiKey.id, ApiKey.name, ApiKey.scope, ApiKey.domain).where(  # type: ignore[call-overload]
             ApiKey.key_hash == hash_secret(secret),
             ApiKey.revoked_at.is_(None),  # type: ignore[union-attr]
         )
     ).first()
     if row is None:
         return None
-    return Principal(key_id=row.id, name=row.name, scope=Scope(row.scope))
+    return Principal(key_id=row.id, name=row.name, scope=Scope(row.scope), domain=row.domain)
 
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer byl_...`")
@@ -102,6 +112,21 @@ def _unauthorized(detail: str, error: str | None = None) -> ProblemError:
     return ProblemError(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
 
 
+def _allows(principal: Principal, scope: Scope) -> bool:
+    # admin keys may do everything an ingest key may; a publisher key only its own things.
+    return principal.scope == scope or (principal.scope == Scope.admin and scope == Scope.ingest)
+
+
+def _principal(request: Request, secret: str, scope: Scope) -> Principal:
+    with new_session(request.app.state.engine) as session:
+        principal = find_active_key(session=session, secret=secret)
+    if principal is None:
+        raise _unauthorized("The API key is unknown or revoked.", "invalid_token")
+    if not _allows(principal, scope):
+        raise ProblemError(403, "forbidden", f"This operation needs a key with scope {scope}.")
+    return principal
+
+
 def _require(scope: Scope):  # type: ignore[no-untyped-def]
     def dependency(
         request: Request,
@@ -109,17 +134,23 @@ def _require(scope: Scope):  # type: ignore[no-untyped-def]
     ) -> Principal:
         if credentials is None:
             raise _unauthorized("An API key is required: Authorization: Bearer <key>.")
-        with new_session(request.app.state.engine) as session:
-            principal = find_active_key(session=session, secret=credentials.credentials)
-        if principal is None:
-            raise _unauthorized("The API key is unknown or revoked.", "invalid_token")
-        # admin keys may do everything an ingest key may.
-        if principal.scope != scope and principal.scope != Scope.admin:
-            raise ProblemError(403, "forbidden", f"This operation needs a key with scope {scope}.")
-        return principal
+        return _principal(request, credentials.credentials, scope)
 
     return dependency
 
 
+def _optional_publisher(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The publisher key a request carries, if it carries a key at all (then it must be an
+    active publisher key: 401 or 403 otherwise)."""
+    if credentials is None:
+        return None
+    return _principal(request, credentials.credentials, Scope.publisher)
+
+
 IngestKey = Annotated[Principal, Depends(_require(Scope.ingest))]
 AdminKey = Annotated[Principal, Depends(_require(Scope.admin))]
+PublisherKey = Annotated[Principal, Depends(_require(Scope.publisher))]
+OptionalPublisherKey = Annotated[Principal | None, Depends(_optional_publisher)]

@@ -167,10 +167,7 @@ def worker(
         totals = {key: sum(getattr(result, key) for result in results) for key in keys}
         typer.echo(", ".join(f"{key.replace('_', ' ')} {count}" for key, count in totals.items()))
         tick = notified[0] if notified else NotificationTick()
-        typer.echo(
-            f"webhooks delivered {tick.delivered}, e-mails sent {tick.emails_sent}, "
-            f"e-mails skipped {tick.emails_skipped}"
-        )
+        typer.echo(f"webhooks delivered {tick.delivered}, e-mails sent {tick.emails_sent}")
 
 
 def _stop_on_signals() -> threading.Event:

@@ -1,11 +1,13 @@
 """Settings read from the environment (prefix BYLINE_), validated once at start."""
 
+import ipaddress
 import re
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -83,6 +85,40 @@ def parse_smtp_url(text: str) -> SmtpUrl:
     )
 
 
+@dataclass(frozen=True)
+class Nameserver:
+    """A DNS server to ask: an IP address and a port."""
+
+    address: str
+    port: int
+
+
+def parse_nameservers(text: str) -> list[Nameserver]:
+    """`127.0.0.1:5353, 192.0.2.53, [2001:db8::53]:53` -> nameservers (port 53 by default)."""
+    servers = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        match = re.match(
+            r"^\[(?P<v6>[^\]]+)\](?::(?P<v6port>\d+))?$|^(?P<v4>[^:]+)(?::(?P<port>\d+))?$", item
+        )
+        if match is None:
+            match = re.match(r"^(?P<bare>[0-9A-Fa-f:]+)$", item)
+            if match is None:
+                raise ValueError(f"{item!r} is not an address such as 127.0.0.1:5353")
+        groups = match.groupdict()
+        address = groups.get("v6") or groups.get("v4") or groups.get("bare") or ""
+        port = int(groups.get("v6port") or groups.get("port") or 53)
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address such as 127.0.0.1:5353") from None
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{item!r} has a port outside 1-65535")
+        servers.append(Nameserver(address, port))
+    return servers
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BYLINE_", extra="ignore")
 
@@ -104,15 +140,31 @@ class Settings(BaseSettings):
     # A client must send a request's line and headers within this (slowloris defence).
     header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     takedown_review_window: timedelta = timedelta(hours=4)
+    # More targets than this in one request from a mailbox (articles and URLs named) are
+    # never carried out without an operator; a publisher key may name up to the second.
     takedown_max_auto_targets: int = Field(default=25, ge=1)
+    takedown_max_publisher_targets: int = Field(default=1000, ge=1)
+    # Filings per client address and per targeted domain; confirmations per mailbox.
     takedown_rate_per_address: str = "30/hour"
+    takedown_rate_per_domain: str = "60/hour"
     takedown_rate_per_email: str = "10/hour"
+    # Publishers' domain verifications started per client address; checks per verification.
+    verification_rate_per_address: str = "10/hour"
+    verification_check_rate: str = "60/hour"
+    # A verified publisher's TXT record may be missing this long before its key lapses.
+    publisher_record_grace: timedelta = timedelta(days=7)
+    # DNS servers for publishers' TXT records (`host[:port]`, comma-separated); unset: the
+    # system's resolver.
+    dns_nameservers: str = ""
+    dns_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Signs the CSRF tokens of the rights holders' forms; every API process must share it.
     csrf_secret: SecretStr | None = None
     # E-mail to claimants: unset, e-mails are recorded in the outbox as `skipped`, not sent.
     smtp_url: SecretStr | None = None
     smtp_from: str | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # With BYLINE_SMTP_URL unset, e-mails are written here as .eml files instead.
+    mail_dir: Path = Path("./byline-mail")
     webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     # Deliveries are retried (with backoff) for this long; an endpoint that has failed for
     # this long without one success is disabled.
@@ -142,10 +194,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"{origin!r} is not an origin such as https://news.example")
         return value
 
-    @field_validator("takedown_rate_per_address", "takedown_rate_per_email")
+    @field_validator(
+        "takedown_rate_per_address",
+        "takedown_rate_per_domain",
+        "takedown_rate_per_email",
+        "verification_rate_per_address",
+        "verification_check_rate",
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         Rate.parse(value)
+        return value
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _nameservers(cls, value: str) -> str:
+        parse_nameservers(value)
+        return value
+
+    @field_validator("publisher_record_grace")
+    @classmethod
+    def _positive_grace(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive duration such as P7D")
         return value
 
     @field_validator("csrf_secret")
@@ -201,8 +272,25 @@ class Settings(BaseSettings):
         return Rate.parse(self.takedown_rate_per_address)
 
     @property
+    def rate_per_domain(self) -> Rate:
+        return Rate.parse(self.takedown_rate_per_domain)
+
+    @property
     def rate_per_email(self) -> Rate:
         return Rate.parse(self.takedown_rate_per_email)
+
+    @property
+    def rate_per_verification_address(self) -> Rate:
+        return Rate.parse(self.verification_rate_per_address)
+
+    @property
+    def rate_per_verification_check(self) -> Rate:
+        return Rate.parse(self.verification_check_rate)
+
+    @property
+    def nameservers(self) -> list[Nameserver]:
+        """BYLINE_DNS_NAMESERVERS parsed; empty: the system's resolver."""
+        return parse_nameservers(self.dns_nameservers)
 
     @property
     def smtp(self) -> SmtpUrl | None:

@@ -2,9 +2,16 @@
 
 from sqlmodel import SQLModel
 
-from app.articles.models import Article, ArticleTag, Publisher
+from app.articles.models import (
+    Article,
+    ArticleMatchKey,
+    ArticleTag,
+    ArticleTombstone,
+    Publisher,
+)
 from app.auth import ApiKey
 from app.notifications.models import ClaimantEmail, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from app.publishers.models import PublisherVerification
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import AuditEvent, Block, RateLimitCounter, Takedown, TakedownTarget
 
@@ -13,11 +20,14 @@ metadata = SQLModel.metadata
 __all__ = [
     "ApiKey",
     "Article",
+    "ArticleMatchKey",
     "ArticleTag",
+    "ArticleTombstone",
     "AuditEvent",
     "Block",
     "ClaimantEmail",
     "Publisher",
+    "PublisherVerification",
     "RateLimitCounter",
     "RemovalJob",
     "Takedown",

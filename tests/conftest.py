@@ -81,12 +81,13 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         scheduler="off",
         public_base_url="https://news.example",
         cors_origins="https://front.example",
+        mail_dir=tmp_path / "mail",
     )
 
 

@@ -71,3 +71,38 @@ class ArticleTag(SQLModel, table=True):
         sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
     )
     tag: str = Field(sa_type=String(100), primary_key=True)
+
+
+class ArticleMatchKey(SQLModel, table=True):
+    """Each article's matching key (app/articles/urls.py `match_key`), so that a takedown
+    naming a URL however it is spelled finds the article. A narrow table of its own: the
+    key is written once, at creation, and never widens the rows that reads fetch."""
+
+    __tablename__ = "article_match_keys"
+    __table_args__ = (Index("ix_article_match_keys_match_key", "match_key"),)
+
+    article_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+    )
+    match_key: str = Field(sa_type=String(2048))
+
+
+class ArticleTombstone(SQLModel, table=True):
+    """The record of one removal: what proves that the article existed and what it held,
+    without its words. Written with the removal; it stays when the article is published
+    again after its blocks were lifted (the article row is then live again)."""
+
+    __tablename__ = "article_tombstones"
+    __table_args__ = (Index("ix_article_tombstones_article_id", "article_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False)
+    )
+    canonical_url: str = Field(sa_type=String(2048))
+    publisher_id: int
+    first_seen_at: datetime = Field(sa_type=UTCDateTime)
+    content_hash: str = Field(sa_type=String(64))
+    takedown_id: str | None = Field(default=None, sa_type=String(36))
+    removed_at: datetime = Field(sa_type=UTCDateTime)
+    restored_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,6 +1,7 @@
 """Rules and queries of the articles domain: ingest (upsert on the canonical URL), reads,
-and the removal a takedown carries out."""
+and the removal a takedown carries out (and its undoing, once the blocks are lifted)."""
 
+import difflib
 import hashlib
 import json
 import re
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Row,
     Select,
     bindparam,
+    case,
     delete,
     or_,
     select,
@@ -25,20 +27,25 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from app.articles.models import Article, ArticleTag, Publisher
+from app.articles.models import Article, ArticleMatchKey, ArticleTag, ArticleTombstone, Publisher
 from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
 from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
-from app.articles.urls import normalise_url, source_domain
+from app.articles.urls import match_key, match_key_host, normalise_url, source_domain
 from app.db import insert_for
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
 from app.notifications import outbox as notifications
 from app.notifications.models import EventKind
 from app.reads import RowReader, SingleRowRead
+from app.takedowns import audit
 from app.takedowns.blocks import find_blocked
 
 A = Article.__table__  # type: ignore[attr-defined]
 P = Publisher.__table__  # type: ignore[attr-defined]
 T = ArticleTag.__table__  # type: ignore[attr-defined]
+MK = ArticleMatchKey.__table__  # type: ignore[attr-defined]
+TS = ArticleTombstone.__table__  # type: ignore[attr-defined]
+# Live articles compared when looking for the one nearest to a URL that matched none.
+_NEIGHBOURS = 8
 _JSON_DATETIME = TypeAdapter(datetime)
 
 CONTENT_COLUMNS = (
@@ -82,6 +89,7 @@ class PreparedArticle:
     """An ingest body turned into column values: sanitised, normalised, hashed."""
 
     canonical_url: str
+    match_key: str
     source_domain: str
     publisher_name: str
     publisher_url: str | None
@@ -96,6 +104,13 @@ def slug_for(title: str, canonical_url: str) -> str:
     words = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:80].rstrip("-")
     suffix = hashlib.sha256(canonical_url.encode()).hexdigest()[:12]
     return f"{words}-{suffix}" if words else suffix
+
+
+def tombstone_slug(slug: str) -> str:
+    """What a removed article keeps of its slug: a hash, so that the title's words go with
+    the content while a lookup of the old slug still finds the tombstone (451). `~` is a
+    character `slug_for` never writes, so no live slug is ever one."""
+    return "~" + hashlib.sha256(slug.encode()).hexdigest()
 
 
 def prepare_article(data: ArticleIn) -> PreparedArticle:
@@ -130,6 +145,7 @@ def prepare_article(data: ArticleIn) -> PreparedArticle:
     ).hexdigest()
     return PreparedArticle(
         canonical_url=canonical_url,
+        match_key=match_key(canonical_url),
         source_domain=source_domain(canonical_url),
         publisher_name=data.publisher.name,
         publisher_url=data.publisher.url,
@@ -257,6 +273,15 @@ def store_articles(
             [],
             {created[a.canonical_url]: a.tags for a in fresh if a.canonical_url in created},
         )
+        if created:
+            session.execute(
+                MK.insert(),
+                [
+                    {"article_id": created[a.canonical_url], "match_key": a.match_key}
+                    for a in fresh
+                    if a.canonical_url in created
+                ],
+            )
         for a in fresh:
             if a.canonical_url in created:
                 results[a.canonical_url] = Stored("created", created[a.canonical_url])
@@ -278,13 +303,22 @@ def store_articles(
                 existing[row.canonical_url] = row
     changed: list[dict[str, Any]] = []
     changed_tags: dict[int, list[str]] = {}
+    removed_rows = [
+        (a, existing[a.canonical_url])
+        for a in articles
+        if a.canonical_url in existing
+        and a.canonical_url not in results
+        and existing[a.canonical_url].removed_at is not None
+    ]
+    if removed_rows:
+        for a, row in removed_rows:
+            results[a.canonical_url] = Stored("updated", row.id)
+        count_deltas.update(_restore(session, removed_rows, publisher_ids=publisher_ids, now=now))
     for a in articles:
         current = existing.get(a.canonical_url)
         if current is None or a.canonical_url in results:
             continue
         row = current
-        if row.removed_at is not None:
-            raise SourceBlocked(a.canonical_url, row.removed_by_takedown_id)
         publisher_id = publisher_ids[a.publisher_name]
         if row.content_hash == a.values["content_hash"] and row.publisher_id == publisher_id:
             results[a.canonical_url] = Stored("unchanged", row.id)
@@ -306,9 +340,10 @@ def store_articles(
     if changed:
         changed.sort(key=lambda values: values["aid"])
         columns = [*CONTENT_COLUMNS, "updated_at"]
+        # Only live rows: a removal that committed since they were read keeps its tombstone.
         session.execute(
             update(A)
-            .where(A.c.id == bindparam("aid"))
+            .where(A.c.id == bindparam("aid"), A.c.removed_at.is_(None))
             .values({c: bindparam(f"v_{c}") for c in columns}),
             changed,
         )
@@ -326,8 +361,63 @@ def store_articles(
     return [results[a.canonical_url] for a in articles]
 
 
+def _restore(
+    session: Session,
+    rows: Sequence[tuple[PreparedArticle, Any]],
+    *,
+    publisher_ids: dict[str, int],
+    now: datetime,
+) -> Counter[int]:
+    """Publish removed articles again, once no block holds their URL or domain any longer
+    (an operator lifted them: a wrongful removal undone). The article keeps its id and
+    `first_seen_at`; its tombstone stays, marked restored, and the audit records it.
+    Returns the publishers' article count changes."""
+    # Checked again here, in the writing transaction: a block is always committed before
+    # the removal it leads to, so a removal seen above has its blocks visible now.
+    blocked = find_blocked(session=session, canonical_urls=[a.canonical_url for a, _ in rows])
+    for a, _ in rows:
+        if a.canonical_url in blocked:
+            raise SourceBlocked(a.canonical_url, blocked[a.canonical_url].takedown_id)
+    deltas: Counter[int] = Counter()
+    for a, row in sorted(rows, key=lambda pair: pair[1].id):
+        publisher_id = publisher_ids[a.publisher_name]
+        restored = session.execute(
+            update(A)
+            .where(A.c.id == row.id, A.c.removed_at.is_not(None))
+            .values(
+                **a.values,
+                publisher_id=publisher_id,
+                published_at=a.published_at or row.published_at,
+                slug=slug_for(a.values["title"], a.canonical_url),
+                updated_at=now,
+                removed_at=None,
+                removed_by_takedown_id=None,
+            )
+        )
+        if restored.rowcount != 1:  # type: ignore[attr-defined]
+            continue
+        session.execute(
+            update(TS)
+            .where(TS.c.article_id == row.id, TS.c.restored_at.is_(None))
+            .values(restored_at=now)
+        )
+        _replace_tags(session, [row.id], {row.id: a.tags})
+        deltas[publisher_id] += 1
+        audit.record(
+            session=session,
+            action=audit.Action.restored,
+            actor=audit.INGEST,
+            now=now,
+            takedown_id=row.removed_by_takedown_id,
+            article_id=row.id,
+            reason="published again: no block holds its URL or domain any longer",
+        )
+    return deltas
+
+
 def ingest_article(*, session: Session, data: ArticleIn, now: datetime) -> Stored:
-    """Store one article: created, updated or unchanged. Blocked URLs raise SourceBlocked."""
+    """Store one article: created, updated or unchanged. Blocked URLs raise SourceBlocked;
+    a removed article whose blocks were all lifted is published again."""
     prepared = prepare_article(data)
     blocked = find_blocked(session=session, canonical_urls=[prepared.canonical_url])
     if prepared.canonical_url in blocked:
@@ -370,12 +460,11 @@ def ingest_batch(
     blocked = find_blocked(
         session=session, canonical_urls=[p.canonical_url for p in prepared.values()]
     )
-    removed = _removed_urls(session, [p.canonical_url for p in prepared.values()])
     # The same URL twice in one batch: the last one wins, as if sent one after the other.
     last_index = {p.canonical_url: index for index, p in prepared.items()}
     storable: dict[int, PreparedArticle] = {}
     for index, article in prepared.items():
-        if article.canonical_url in blocked or article.canonical_url in removed:
+        if article.canonical_url in blocked:
             results[index] = BatchItemResult(index=index, status="blocked")
         elif last_index[article.canonical_url] == index:
             storable[index] = article
@@ -394,19 +483,6 @@ def ingest_batch(
             # An earlier copy of a URL the batch sends again: it led to the same article.
             results[index] = BatchItemResult(index=index, status="updated", id=outcome.article_id)
     return [results[index] for index in range(len(items))]
-
-
-def _removed_urls(session: Session, urls: Iterable[str]) -> set[str]:
-    urls = list(urls)
-    if not urls:
-        return set()
-    return set(
-        session.scalars(
-            select(A.c.canonical_url).where(
-                A.c.canonical_url.in_(urls), A.c.removed_at.is_not(None)
-            )
-        )
-    )
 
 
 # Reads ---------------------------------------------------------------------------------
@@ -452,8 +528,12 @@ async def read_article(*, rows: RowReader, article_id: int, blocked_by: str) -> 
 
 
 async def read_article_by_slug(*, rows: RowReader, slug: str, blocked_by: str) -> Any:
-    """One article by its slug, as read_article; 404 when unknown, 451 when removed."""
-    return _live_or_raise(await rows.first(_ARTICLE_BY_SLUG, slug), blocked_by)
+    """One article by its slug, as read_article; 404 when unknown, 451 when removed (a
+    removed article keeps only a hash of its slug)."""
+    row = await rows.first(_ARTICLE_BY_SLUG, slug)
+    if row is None:
+        row = await rows.first(_ARTICLE_BY_SLUG, tombstone_slug(slug))
+    return _live_or_raise(row, blocked_by)
 
 
 @dataclass(frozen=True)
@@ -520,25 +600,69 @@ def list_publishers(*, session: Session) -> list[Row[Any]]:
 # For takedowns ---------------------------------------------------------------------------
 
 
-def find_articles_by_canonical_urls(
-    *, session: Session, canonical_urls: Iterable[str]
-) -> dict[str, int]:
-    """Ids of articles (live or removed) by canonical URL."""
-    urls = list(set(canonical_urls))
-    if not urls:
-        return {}
-    rows = session.execute(select(A.c.canonical_url, A.c.id).where(A.c.canonical_url.in_(urls)))
-    return {row.canonical_url: row.id for row in rows}
+def find_articles_by_match_keys(*, session: Session, keys: Iterable[str]) -> dict[str, list[int]]:
+    """Ids of articles (live or removed) by matching key; several articles may share one
+    (the same story ingested from its http and https, or www and bare, addresses)."""
+    wanted = sorted(set(keys))
+    found: dict[str, list[int]] = {}
+    if not wanted:
+        return found
+    rows = session.execute(
+        select(MK.c.match_key, MK.c.article_id)
+        .where(MK.c.match_key.in_(wanted))
+        .order_by(MK.c.article_id)
+    )
+    for row in rows:
+        found.setdefault(row.match_key, []).append(row.article_id)
+    return found
+
+
+def closest_live_article(*, session: Session, key: str) -> int | None:
+    """The live article on the same host whose matching key is nearest to `key` (its
+    neighbours in key order, compared by similarity): what a claimant probably meant by a
+    URL that matched nothing. None when we hold nothing live on that host."""
+    host_prefix = match_key_host(key) + "/"
+    # '0' sorts right after '/': keys of this host lie in [host/, host0).
+    host_end = match_key_host(key) + "0"
+
+    def neighbours(before: bool) -> list[Any]:
+        query = (
+            select(MK.c.match_key, MK.c.article_id)
+            .join(A, A.c.id == MK.c.article_id)
+            .where(A.c.removed_at.is_(None))
+        )
+        if before:
+            query = query.where(MK.c.match_key < key, MK.c.match_key >= host_prefix)
+            query = query.order_by(MK.c.match_key.desc())
+        else:
+            query = query.where(MK.c.match_key >= key, MK.c.match_key < host_end)
+            query = query.order_by(MK.c.match_key)
+        return list(session.execute(query.limit(_NEIGHBOURS // 2)))
+
+    candidates = neighbours(before=True) + neighbours(before=False)
+    if not candidates:
+        return None
+    best = max(
+        candidates,
+        key=lambda row: (
+            difflib.SequenceMatcher(None, key, row.match_key).ratio(),
+            -row.article_id,
+        ),
+    )
+    return int(best.article_id)
 
 
 def find_articles_by_slugs(*, session: Session, slugs: Iterable[str]) -> dict[str, int]:
-    """Ids of articles by slug."""
+    """Ids of articles by slug, removed ones (which keep a hash of theirs) included."""
     slugs = list(set(slugs))
     if not slugs:
         return {}
+    by_tombstone = {tombstone_slug(slug): slug for slug in slugs}
     return {
-        row.slug: row.id
-        for row in session.execute(select(A.c.slug, A.c.id).where(A.c.slug.in_(slugs)))
+        by_tombstone.get(row.slug, row.slug): row.id
+        for row in session.execute(
+            select(A.c.slug, A.c.id).where(A.c.slug.in_([*slugs, *by_tombstone]))
+        )
     }
 
 
@@ -583,8 +707,9 @@ def remove_articles(
     *, session: Session, removals: Mapping[str, Sequence[int]], now: datetime
 ) -> dict[str, set[int]]:
     """Delete the content of {takedown id: article ids} and keep the tombstones (id,
-    canonical URL, publisher, first seen, content hash, takedown); the ids removed now, by
-    takedown (an article removed already is left as it is). 404 for an unknown id.
+    canonical URL, publisher, first seen, content hash, takedown; the slug only as a hash,
+    so no word of the title stays); the ids removed now, by takedown (an article removed
+    already is left as it is). 404 for an unknown id.
 
     Publisher counts change once, at the end and in publisher id order, as batch ingest
     changes them: a scheduler's batch and an ingest sharing publishers cannot deadlock."""
@@ -592,24 +717,39 @@ def remove_articles(
     gone: list[Any] = []
     for takedown_id, article_ids in removals.items():
         ids = sorted(set(article_ids))
-        rows = session.execute(
-            update(A)
-            .where(A.c.id.in_(ids), A.c.removed_at.is_(None))
-            .values(
-                title=None,
-                excerpt=None,
-                body_html=None,
-                body_text=None,
-                image_url=None,
-                image_alt=None,
-                authors=None,
-                tags=None,
-                license=None,
-                removed_at=now,
-                removed_by_takedown_id=takedown_id,
+        slugs = {
+            row.id: tombstone_slug(row.slug)
+            for row in session.execute(
+                select(A.c.id, A.c.slug).where(A.c.id.in_(ids), A.c.removed_at.is_(None))
             )
-            .returning(A.c.id, A.c.publisher_id, A.c.canonical_url)
-        ).all()
+        }
+        rows: Sequence[Any] = []
+        if slugs:
+            rows = session.execute(
+                update(A)
+                .where(A.c.id.in_(sorted(slugs)), A.c.removed_at.is_(None))
+                .values(
+                    slug=case(slugs, value=A.c.id, else_=A.c.slug),
+                    title=None,
+                    excerpt=None,
+                    body_html=None,
+                    body_text=None,
+                    image_url=None,
+                    image_alt=None,
+                    authors=None,
+                    tags=None,
+                    license=None,
+                    removed_at=now,
+                    removed_by_takedown_id=takedown_id,
+                )
+                .returning(
+                    A.c.id,
+                    A.c.publisher_id,
+                    A.c.canonical_url,
+                    A.c.first_seen_at,
+                    A.c.content_hash,
+                )
+            ).all()
         removed[takedown_id] = {row.id for row in rows}
         gone.extend((takedown_id, row) for row in rows)
         not_removed = set(ids) - removed[takedown_id]
@@ -619,6 +759,21 @@ def remove_articles(
             if unknown:
                 raise NotFound(f"No article with id {min(unknown)}.")
     if gone:
+        session.execute(
+            TS.insert(),
+            [
+                {
+                    "article_id": row.id,
+                    "canonical_url": row.canonical_url,
+                    "publisher_id": row.publisher_id,
+                    "first_seen_at": row.first_seen_at,
+                    "content_hash": row.content_hash,
+                    "takedown_id": takedown_id,
+                    "removed_at": now,
+                }
+                for takedown_id, row in gone
+            ],
+        )
         session.execute(delete(T).where(T.c.article_id.in_(sorted(row.id for _, row in gone))))
         deltas: Counter[int] = Counter()
         for _, row in gone:

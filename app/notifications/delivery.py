@@ -33,6 +33,7 @@ from app.clock import Clock
 from app.config import Settings
 from app.db import new_session, writer
 from app.notifications.email import (
+    FileMailer,
     HandOverAborted,
     Mailer,
     OutgoingEmail,
@@ -55,7 +56,6 @@ from app.notifications.queue import (
     release_deliveries,
     release_emails,
     retry_delay,
-    skip_emails,
     start_delivery_attempt,
     start_email_attempt,
 )
@@ -77,7 +77,6 @@ class NotificationTick:
     emails_sent: int = 0
     email_retries: int = 0
     emails_failed: int = 0
-    emails_skipped: int = 0  # no SMTP server configured
     emails_requeued: int = 0  # their runner died before the hand-over: due again
     emails_unconfirmed: int = 0  # their runner died during the hand-over: never resent
     released: int = 0  # claimed but given back (stopping, or the endpoint just failed)
@@ -88,11 +87,11 @@ class NotificationTick:
         return {name: value for name, value in vars(self).items() if value}
 
 
-def mailer_from(settings: Settings) -> Mailer | None:
-    """The SMTP transport of BYLINE_SMTP_URL; None when unset (e-mails are skipped)."""
+def mailer_from(settings: Settings) -> Mailer:
+    """The SMTP transport of BYLINE_SMTP_URL; unset, .eml files under BYLINE_MAIL_DIR."""
     url = settings.smtp
     if url is None:
-        return None
+        return FileMailer(settings.mail_dir)
     return SmtpMailer(url, sender=settings.email_sender, timeout=settings.smtp_timeout_seconds)
 
 
@@ -164,11 +163,7 @@ class NotificationRunner:
             )
         # Webhooks first: `article.removed` is what keeps removed content from being served.
         self._deliver_webhooks(moment, stop, result)
-        if self.mailer is None:
-            with new_session(writer(self.engine)) as session, session.begin():
-                result.emails_skipped = skip_emails(session=session, now=moment())
-        else:
-            self._send_emails(moment, stop, result)
+        self._send_emails(moment, stop, result)
         return result
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -182,7 +177,7 @@ class NotificationRunner:
                 logger.error("notification tick failed: %s", describe_error(exc))
                 stop.wait(interval)
                 continue
-            if result.claimed or result.emails_skipped or result.deliveries_requeued:
+            if result.claimed or result.deliveries_requeued:
                 logger.info("notification tick", extra=result.summary())
             # A tick claims until nothing is due, so the next one waits a whole interval.
             stop.wait(interval)
@@ -365,7 +360,6 @@ class NotificationRunner:
 
     def send_email(self, email: ClaimedEmail, now: datetime, result: NotificationTick) -> None:
         """Send one claimed e-mail and record the outcome (see the module's docstring)."""
-        assert self.mailer is not None
         with new_session(writer(self.engine)) as session, session.begin():
             started = start_email_attempt(
                 session=session, email_id=email.id, owner=self.owner, now=now, lease=self.lease
@@ -391,6 +385,7 @@ class NotificationRunner:
                     recipient=email.recipient,
                     context=email.context,
                     secret=email.secret,
+                    confirmation_code=email.confirmation_code,
                 ),
                 settings=self.settings,
                 now=now,
@@ -436,7 +431,12 @@ class NotificationRunner:
         if not finished:
             result.lost += 1
             return
-        context = {"email_id": email.id, "takedown_id": email.takedown_id, "kind": email.kind}
+        context = {
+            "email_id": email.id,
+            "takedown_id": email.takedown_id,
+            "verification_id": email.verification_id,
+            "kind": email.kind,
+        }
         if outcome == EmailStatus.sent:
             result.emails_sent += 1
             logger.info("e-mail sent to the claimant", extra=context)

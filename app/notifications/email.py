@@ -7,14 +7,16 @@ outbox can record it: a runner that dies before then has sent nothing and the e-
 again; one that dies after may have sent it, and the e-mail is never sent again (see
 `app/notifications/delivery.py`)."""
 
+import logging
+import os
 import smtplib
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8
-from email.utils import format_datetime, parseaddr
+from email.utils import format_datetime, parseaddr, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
@@ -36,6 +38,7 @@ _environment = Environment(
     keep_trailing_newline=True,
 )
 _environment.filters["when"] = lambda text: when(datetime.fromisoformat(text))
+logger = logging.getLogger("byline.notifications")
 
 SUBJECTS = {
     # Short enough for one header line: some readers show a folded Subject with a leading space.
@@ -44,6 +47,16 @@ SUBJECTS = {
     EmailKind.rejected: "Your removal request was rejected",
     EmailKind.escalated: "Your removal request is being checked by our staff",
     EmailKind.completed: "Your removal request is completed",
+    EmailKind.publisher_verified: "Your domain {domain} is verified",
+    EmailKind.publisher_record_missing: "Your verification record for {domain} is missing",
+    EmailKind.publisher_lapsed: "Your publisher key for {domain} was revoked",
+}
+# The receipt of a request that waits for its claimant.
+CONFIRM_SUBJECT = "Confirm your removal request (due by {due})"
+PUBLISHER_KINDS = {
+    EmailKind.publisher_verified,
+    EmailKind.publisher_record_missing,
+    EmailKind.publisher_lapsed,
 }
 
 
@@ -56,11 +69,49 @@ class OutgoingEmail:
     recipient: str
     context: dict[str, Any]
     secret: str | None
+    confirmation_code: str | None = None
 
 
 def status_link(public_base_url: str, takedown_id: str, token: str) -> str:
     """The status page of a request, with its token (the rights holders' HTML page)."""
     return f"{public_base_url}/takedown/{quote(takedown_id, safe='')}?token={quote(token, safe='')}"
+
+
+def confirmation_link(public_base_url: str, takedown_id: str, code: str) -> str:
+    """The page with the one button that confirms the claimant's address. Opening it
+    confirms nothing (mail scanners open links); pressing the button does."""
+    return (
+        f"{public_base_url}/takedown/{quote(takedown_id, safe='')}/confirm"
+        f"?code={quote(code, safe='')}"
+    )
+
+
+def _takedown_context(email: OutgoingEmail, settings: Settings) -> dict[str, Any]:
+    takedown_id = email.context["takedown_id"]
+    return {
+        "reason_words": REASON_WORDS[Reason(email.context["reason"])],
+        "status_url": (
+            status_link(settings.public_base_url, takedown_id, email.secret)
+            if email.secret
+            else None
+        ),
+        "confirm_url": (
+            confirmation_link(settings.public_base_url, takedown_id, email.confirmation_code)
+            if email.confirmation_code
+            else None
+        ),
+        "removed_words": _removed_words(email.context.get("removed_articles", 0)),
+        "unmatched_targets": email.context.get("unmatched_targets", []),
+    }
+
+
+def _subject(kind: EmailKind, email: OutgoingEmail) -> str:
+    if kind in PUBLISHER_KINDS:
+        return SUBJECTS[kind].format(domain=email.context["domain"])
+    due = datetime.fromisoformat(email.context["due_at"])
+    words = f"{due.day} {due:%B %Y, %H:%M} UTC"
+    template = CONFIRM_SUBJECT if email.confirmation_code else SUBJECTS[kind]
+    return template.format(due=words)
 
 
 def render_email(*, email: OutgoingEmail, settings: Settings, now: datetime) -> EmailMessage:
@@ -69,20 +120,13 @@ def render_email(*, email: OutgoingEmail, settings: Settings, now: datetime) -> 
     kind = EmailKind(email.kind)
     context = {
         **email.context,
-        "reason_words": REASON_WORDS[Reason(email.context["reason"])],
-        "status_url": (
-            status_link(settings.public_base_url, email.context["takedown_id"], email.secret)
-            if email.secret
-            else None
-        ),
-        "removed_words": _removed_words(email.context.get("removed_articles", 0)),
+        **({} if kind in PUBLISHER_KINDS else _takedown_context(email, settings)),
         "public_base_url": settings.public_base_url,
     }
     text = _environment.get_template(f"{kind.value}.txt").render(context)
     html = _environment.get_template(f"{kind.value}.html").render(context)
     message = EmailMessage(policy=SMTP)
-    due = datetime.fromisoformat(context["due_at"])
-    message["Subject"] = SUBJECTS[kind].format(due=f"{due.day} {due:%B %Y, %H:%M} UTC")
+    message["Subject"] = _subject(kind, email)
     message["From"] = settings.email_sender
     message["To"] = email.recipient
     message["Date"] = format_datetime(now)
@@ -187,3 +231,28 @@ class SmtpMailer:
             except smtplib.SMTPDataError as exc:
                 # An error answer, to DATA or to the message: the server did not take it.
                 raise SmtpRefused(exc.smtp_code, "message") from None
+
+
+class FileMailer:
+    """With BYLINE_SMTP_URL unset: every message is written as an .eml file under
+    `directory` (made on first use) and one log line names the file, so that a local run
+    can follow the whole flow, confirmation links included. Production sets SMTP."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def send(
+        self, message: EmailMessage, *, recipient: str, before_data: Callable[[], bool]
+    ) -> None:
+        if not before_data():
+            raise HandOverAborted()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        written = parsedate_to_datetime(str(message["Date"])).astimezone(UTC)
+        uid = str(message["Message-ID"]).strip("<>").partition("@")[0]
+        path = self.directory / f"{written:%Y%m%dT%H%M%SZ}-{uid}.eml"
+        partial = path.with_suffix(".eml.partial")
+        international = not recipient.isascii()
+        partial.write_bytes(message.as_bytes(policy=SMTPUTF8 if international else SMTP))
+        os.replace(partial, path)
+        # The file's name holds no address: logs never name the claimant.
+        logger.info("e-mail written to %s", path)

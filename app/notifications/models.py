@@ -19,11 +19,16 @@ class EventKind(StrEnum):
 
 
 class EmailKind(StrEnum):
-    receipt = "receipt"
+    # To claimants, about one takedown request.
+    receipt = "receipt"  # with the confirmation link, unless a publisher key filed it
     approved = "approved"
     rejected = "rejected"
     escalated = "escalated"
     completed = "completed"
+    # To the address of a publisher's domain verification.
+    publisher_verified = "publisher_verified"
+    publisher_record_missing = "publisher_record_missing"
+    publisher_lapsed = "publisher_lapsed"
 
 
 class EmailStatus(StrEnum):
@@ -44,26 +49,35 @@ class DeliveryStatus(StrEnum):
 
 
 class ClaimantEmail(SQLModel, table=True):
-    """One e-mail to a claimant about one event of their request. `recipient` is personal
-    data (operators only); `secret` holds the status token of a receipt until the e-mail is
-    sent or given up, then it is erased."""
+    """One e-mail to a claimant about one event of their request, or to a publisher about
+    its domain verification (exactly one of `takedown_id`, `verification_id`). `recipient`
+    is personal data (operators only). `secret` holds the status token of a receipt and
+    `confirmation_code` the code of its confirmation link until the e-mail is sent or given
+    up; then both are erased."""
 
     __tablename__ = "claimant_emails"
     __table_args__ = (
-        # The idempotency key: one e-mail per request and event, however often it is queued.
+        # The idempotency keys: one e-mail per request (or verification) and event, however
+        # often it is queued.
         UniqueConstraint("takedown_id", "kind"),
+        UniqueConstraint("verification_id", "kind"),
         Index("ix_claimant_emails_status_next_attempt_at", "status", "next_attempt_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     uid: str = Field(sa_type=String(36), unique=True)
-    takedown_id: str = Field(
-        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False)
+    takedown_id: str | None = Field(
+        default=None, sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True)
     )
-    kind: str = Field(sa_type=String(20))  # EmailKind
+    verification_id: str | None = Field(
+        default=None,
+        sa_column=Column(String(36), ForeignKey("publisher_verifications.id"), nullable=True),
+    )
+    kind: str = Field(sa_type=String(30))  # EmailKind
     recipient: str = Field(sa_type=String(320))
     context: dict[str, Any] = Field(sa_type=JSON)
     secret: str | None = Field(default=None, sa_type=String(100))
+    confirmation_code: str | None = Field(default=None, sa_type=String(100))
     status: str = Field(sa_type=String(12))  # EmailStatus
     attempts: int = Field(default=0)
     next_attempt_at: datetime = Field(sa_type=UTCDateTime)

@@ -50,10 +50,12 @@ def notify_claimant(
     kind: EmailKind,
     now: datetime,
     token: str | None = None,
+    confirmation_code: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> None:
     """Queue the e-mail telling the claimant about `kind`; at most one per request and kind.
-    `token` (the receipt only) makes the status link; it is erased once the e-mail is sent."""
+    `token` and `confirmation_code` (the receipt only) make the status link and the link
+    that confirms the address; both are erased once the e-mail is sent."""
     context: dict[str, Any] = {
         "takedown_id": takedown.id,
         "reason": takedown.reason,
@@ -73,12 +75,42 @@ def notify_claimant(
             recipient=takedown.claimant_email,
             context=context,
             secret=token,
+            confirmation_code=confirmation_code,
             status=EmailStatus.pending.value,
             attempts=0,
             next_attempt_at=now,
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["takedown_id", "kind"])
+    )
+
+
+def notify_publisher(
+    *,
+    session: Session,
+    verification_id: str,
+    recipient: str,
+    kind: EmailKind,
+    now: datetime,
+    details: Mapping[str, Any],
+) -> None:
+    """Queue the e-mail telling the address of a domain verification about `kind`; at most
+    one per verification and kind."""
+    insert = insert_for(session)
+    session.execute(
+        insert(CE)
+        .values(
+            uid=str(uuid.uuid4()),
+            verification_id=verification_id,
+            kind=kind.value,
+            recipient=recipient,
+            context={"verification_id": verification_id, **details},
+            status=EmailStatus.pending.value,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["verification_id", "kind"])
     )
 
 

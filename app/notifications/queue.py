@@ -33,11 +33,13 @@ def retry_delay(failures: int) -> timedelta:
 class ClaimedEmail:
     id: int
     uid: str
-    takedown_id: str
+    takedown_id: str | None
+    verification_id: str | None
     kind: str
     recipient: str
     context: dict[str, Any]
     secret: str | None
+    confirmation_code: str | None
     attempts: int
     created_at: datetime
 
@@ -78,6 +80,7 @@ def recover_expired_emails(*, session: Session, now: datetime) -> RecoveredEmail
         .values(
             status=EmailStatus.unconfirmed.value,
             secret=None,
+            confirmation_code=None,
             finished_at=now,
             lease_expires_at=None,
             last_error="the runner stopped while handing the message over: it may have been "
@@ -86,21 +89,6 @@ def recover_expired_emails(*, session: Session, now: datetime) -> RecoveredEmail
         .returning(CE.c.id)
     ).all()
     return RecoveredEmails(requeued=len(requeued), unconfirmed=list(unconfirmed))
-
-
-def skip_emails(*, session: Session, now: datetime) -> int:
-    """No SMTP server is configured: pending e-mails are recorded as `skipped`, not sent."""
-    result = session.execute(
-        update(CE)
-        .where(CE.c.status == EmailStatus.pending.value)
-        .values(
-            status=EmailStatus.skipped.value,
-            secret=None,
-            finished_at=now,
-            last_error="BYLINE_SMTP_URL is not set: recorded, not sent",
-        )
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def claim_due_emails(
@@ -177,7 +165,8 @@ def finish_email(
     retry_at: datetime | None = None,
 ) -> bool:
     """Record the outcome and end the lease in one conditional UPDATE: `sent`, `failed` or
-    `unconfirmed` for good (the status token is erased), or `pending` again at `retry_at`."""
+    `unconfirmed` for good (the status token and confirmation code are erased), or `pending`
+    again at `retry_at`."""
     values: dict[str, Any] = {"status": status.value, "lease_expires_at": None}
     if error is not None:
         values["last_error"] = error[:LAST_ERROR_MAX_CHARS]
@@ -185,7 +174,7 @@ def finish_email(
         assert retry_at is not None
         values.update(lease_owner=None, next_attempt_at=retry_at)
     else:
-        values.update(secret=None, finished_at=now)
+        values.update(secret=None, confirmation_code=None, finished_at=now)
     finished = session.execute(
         update(CE)
         .where(_held_email(email_id, owner, EmailStatus.sending, EmailStatus.submitting))

@@ -65,7 +65,7 @@ class RecordBreaches(Protocol):
     def __call__(self, *, session: Session, now: datetime) -> int: ...
 
 
-class ForgetRateWindows(Protocol):
+class Sweep(Protocol):
     def __call__(self, *, session: Session, settings: Settings, now: datetime) -> int: ...
 
 
@@ -76,13 +76,17 @@ class RemovalActions:
     carry_out: CarryOutRemovals
     complete: CompleteTakedown
     record_breaches: RecordBreaches
-    forget_rate_windows: ForgetRateWindows
+    forget_rate_windows: Sweep
+    advance_requests: Sweep
 
 
 def takedown_actions() -> RemovalActions:
-    """The takedowns domain's removal, completion, SLA-breach sweep and rate-limit cleanup."""
+    """The takedowns domain's removal, completion, SLA-breach sweep, the sweep of requests
+    the clock moves on (unconfirmed past the review window, blocks-only requests due) and
+    the rate-limit cleanup."""
     # Imported here: the takedowns service imports the queue, which this package owns.
     from app.takedowns.service import (
+        advance_waiting_requests,
         carry_out_removals,
         complete_takedown,
         forget_ended_rate_windows,
@@ -94,6 +98,7 @@ def takedown_actions() -> RemovalActions:
         complete=complete_takedown,
         record_breaches=record_sla_breaches,
         forget_rate_windows=forget_ended_rate_windows,
+        advance_requests=advance_waiting_requests,
     )
 
 
@@ -123,6 +128,8 @@ class TickResult:
     released: int = 0  # claimed but given back because the runner is stopping
     completed_takedowns: int = 0
     breaches_recorded: int = 0  # open requests found past their due time for the first time
+    # unconfirmed requests sent to an operator, blocks-only requests completed
+    requests_advanced: int = 0
     outcomes: dict[int, Outcome] = field(default_factory=dict, repr=False)
 
     def count(self, job_id: int, execution: Execution) -> None:
@@ -202,6 +209,10 @@ class RemovalRunner:
                        "article_id": row.article_id},
             )  # fmt: skip
         result.requeued = len(expired)
+        with new_session(writer(self.engine)) as session, session.begin():
+            result.requests_advanced = self.actions.advance_requests(
+                session=session, settings=self.settings, now=moment()
+            )
         with new_session(writer(self.engine)) as session, session.begin():
             result.breaches_recorded = self.actions.record_breaches(session=session, now=moment())
             self.actions.forget_rate_windows(session=session, settings=self.settings, now=moment())

@@ -22,12 +22,21 @@ class Action(StrEnum):
     breached = "sla_breached"
     blocked = "blocked"
     block_lifted = "block_lifted"
+    confirmed = "email_confirmed"
+    restored = "restored"  # a removed article published again once its blocks were lifted
+    # Publishers' domain verifications (verification_id set, takedown_id None).
+    publisher_verified = "publisher_verified"
+    publisher_record_missing = "publisher_record_missing"
+    publisher_record_seen = "publisher_record_seen"
+    publisher_lapsed = "publisher_lapsed"
 
 
 # Actors that are not an operator's key name.
 CLAIMANT = "claimant"
 POLICY = "policy"
 SCHEDULER = "scheduler"
+INGEST = "ingest"
+PUBLISHER = "publisher"
 
 
 def record(
@@ -41,6 +50,7 @@ def record(
     to_status: str | None = None,
     article_id: int | None = None,
     block_id: int | None = None,
+    verification_id: str | None = None,
     reason: str | None = None,
 ) -> None:
     """Append one audit row."""
@@ -52,6 +62,7 @@ def record(
             takedown_id=takedown_id,
             article_id=article_id,
             block_id=block_id,
+            verification_id=verification_id,
             from_status=from_status,
             to_status=to_status,
             reason=reason,

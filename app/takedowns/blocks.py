@@ -1,8 +1,11 @@
-"""The block list: canonical URLs and domains that must not be republished.
+"""The block list: URLs (by matching key, so every spelling of one URL meets one block) and
+domains that must not be republished.
 
-Filled by takedowns; read by article ingest, which refuses blocked URLs with 451. A block
+Filled by takedowns once they take effect (confirmed, approved, or filed with a publisher
+key; never at filing); read by article ingest, which refuses blocked URLs with 451. A block
 names the takedown that holds it; when that request ends without removal (withdrawn,
-rejected) the block passes to another request that still wants it, or is lifted."""
+rejected) the block passes to another request that still wants it, or is lifted. Lifting
+every block of a removed article lets ingest publish it again."""
 
 from collections.abc import Iterable
 from datetime import datetime
@@ -10,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 
-from app.articles.urls import domain_and_parents, source_domain
+from app.articles.urls import domain_and_parents, match_key, source_domain
 from app.db import insert_for
 from app.errors import Conflict, NotFound
 from app.takedowns import audit
@@ -22,32 +25,27 @@ B = Block.__table__  # type: ignore[attr-defined]
 HOLDING_STATUSES = (TakedownStatus.queued, TakedownStatus.executing, TakedownStatus.completed)
 
 
-def blocking_rules(canonical_urls: Iterable[str]) -> tuple[set[str], set[str]]:
-    """What would block these URLs: (the URLs themselves, their hosts and parent domains)."""
-    urls = set(canonical_urls)
-    domains = {d for url in urls for d in domain_and_parents(source_domain(url))}
-    return urls, domains
-
-
 def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str, Block]:
-    """The active block, if any, for each of the given canonical URLs."""
-    urls, domains = blocking_rules(canonical_urls)
-    if not urls:
+    """The active block, if any, for each of the given canonical URLs: a block of its
+    matching key, or of its host or a parent domain."""
+    keys = {url: match_key(url) for url in set(canonical_urls)}
+    if not keys:
         return {}
+    domains = {d for url in keys for d in domain_and_parents(source_domain(url))}
     rows = session.scalars(
         select(Block).where(
             col(Block.lifted_at).is_(None),
             or_(
-                and_(col(Block.kind) == "url", col(Block.value).in_(urls)),
+                and_(col(Block.kind) == "url", col(Block.value).in_(set(keys.values()))),
                 and_(col(Block.kind) == "domain", col(Block.value).in_(domains)),
             ),
         )
     ).all()
-    by_url = {block.value: block for block in rows if block.kind == "url"}
+    by_key = {block.value: block for block in rows if block.kind == "url"}
     by_domain = {block.value: block for block in rows if block.kind == "domain"}
     found: dict[str, Block] = {}
-    for url in urls:
-        block = by_url.get(url) or next(
+    for url, key in keys.items():
+        block = by_key.get(key) or next(
             (by_domain[d] for d in domain_and_parents(source_domain(url)) if d in by_domain), None
         )
         if block is not None:
@@ -58,7 +56,8 @@ def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str
 def add_block(
     *, session: Session, kind: str, value: str, takedown_id: str | None, now: datetime
 ) -> tuple[Block, bool]:
-    """Block a canonical URL (`url`) or a domain and its subdomains (`domain`). Idempotent and
+    """Block a URL by its matching key (`url`) or a domain and its subdomains (`domain`).
+    Idempotent and
     safe when two requests block one value at once; re-activates a lifted block. Returns the
     block and whether this call made it active."""
     insert = insert_for(session)
@@ -88,13 +87,14 @@ def block_takedown(
     *,
     session: Session,
     takedown_id: str,
-    urls: Iterable[str],
+    match_keys: Iterable[str],
     domain: str | None,
     actor: str,
     now: datetime,
 ) -> int:
-    """Put a request's URLs and domain on the block list (audited). Returns blocks made active."""
-    values = [("url", url) for url in sorted(set(urls))]
+    """Put a request's URLs (their matching keys) and domain on the block list (audited).
+    Returns blocks made active."""
+    values = [("url", key) for key in sorted(set(match_keys))]
     if domain is not None:
         values.append(("domain", domain))
     activated = 0
@@ -126,7 +126,7 @@ def _successor(session: Session, block: Block, ending: str) -> str | None:
             .join(TakedownTarget, col(TakedownTarget.takedown_id) == col(Takedown.id))
             .where(
                 col(TakedownTarget.kind) != TargetKind.domain.value,
-                col(TakedownTarget.canonical_url) == block.value,
+                col(TakedownTarget.match_key) == block.value,
             )
         )
     query = query.where(col(Takedown.id) != ending, col(Takedown.status).in_(HOLDING_STATUSES))
@@ -176,8 +176,8 @@ def release_takedown_blocks(
 def lift_block(
     *, session: Session, block_id: int, actor: str, reason: str | None, now: datetime
 ) -> Block:
-    """An operator lifts a block (audited); 409 when it is lifted already. Removed articles
-    stay removed: ingest refuses their URLs whatever the block list says."""
+    """An operator lifts a block (audited); 409 when it is lifted already. A removed article
+    stays removed until it is ingested again with no block left on its URL or domain."""
     lifted = session.execute(
         update(B)
         .where(B.c.id == block_id, B.c.lifted_at.is_(None))

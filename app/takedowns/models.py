@@ -74,8 +74,16 @@ class Takedown(SQLModel, table=True):
     original_url: str | None = Field(default=None, sa_type=String(2048))
     original_published_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     token_hash: str = Field(sa_type=String(64))
-    # SHA-256 of claimant e-mail and sorted targets: finds duplicate filings.
+    # SHA-256 of the code e-mailed to the claimant; None for a publisher key's filing (its
+    # proof is the key) and for requests filed before confirmation existed.
+    confirmation_hash: str | None = Field(default=None, sa_type=String(64))
+    email_confirmed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The publisher key (DNS-proven domain) that filed the request, if one did.
+    publisher_key_id: int | None = Field(default=None)
+    # SHA-256 of the folded claimant mailbox and the targets' matching keys: finds repeats.
     fingerprint: str = Field(sa_type=String(64))
+    # An earlier request with the same fingerprint, for operators (never shown in public).
+    duplicate_of: str | None = Field(default=None, sa_type=String(36))
     received_at: datetime = Field(sa_type=UTCDateTime)
     due_at: datetime = Field(sa_type=UTCDateTime)
     run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -104,19 +112,24 @@ class TakedownTarget(SQLModel, table=True):
     input: str = Field(sa_type=String(2048))
     kind: str = Field(sa_type=String(20))  # TargetKind
     canonical_url: str | None = Field(default=None, sa_type=String(2048))
+    # The URL's matching key (app/articles/urls.py): what blocks and ingest compare.
+    match_key: str | None = Field(default=None, sa_type=String(2048))
     article_id: int | None = Field(default=None)
     state: str = Field(sa_type=String(20))  # TargetState
+    # For a URL that matched nothing: the live article we hold nearest to it on its host.
+    closest_article_id: int | None = Field(default=None)
 
 
 class Block(SQLModel, table=True):
-    """A canonical URL or a domain that must not be republished (checked at ingest)."""
+    """A URL (by its matching key) or a domain that must not be republished (checked at
+    ingest)."""
 
     __tablename__ = "blocks"
     __table_args__ = (UniqueConstraint("kind", "value"),)
 
     id: int | None = Field(default=None, primary_key=True)
     kind: str = Field(sa_type=String(10))  # url | domain
-    value: str = Field(sa_type=String(2048))
+    value: str = Field(sa_type=String(2048))  # the URL's matching key, or the domain
     takedown_id: str | None = Field(
         default=None,
         sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True, index=True),
@@ -139,6 +152,7 @@ class AuditEvent(SQLModel, table=True):
     takedown_id: str | None = Field(default=None, sa_type=String(36))
     article_id: int | None = Field(default=None)
     block_id: int | None = Field(default=None)
+    verification_id: str | None = Field(default=None, sa_type=String(36))
     from_status: str | None = Field(default=None, sa_type=String(20))
     to_status: str | None = Field(default=None, sa_type=String(20))
     reason: str | None = Field(default=None, sa_type=Text)

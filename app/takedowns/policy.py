@@ -1,45 +1,36 @@
-"""When a takedown's removals run: pure rules, driven by settings, with the clock passed in.
+"""When a takedown's removals run: pure rules on the proof a request carries, driven by
+settings, with the clock passed in. Proof decides, never the address someone typed:
 
-- A claimant whose e-mail domain is the same registrable domain as every targeted article's
-  source (and as the requested domain) is verified: removal runs at once.
-- Anyone else waits for the review window, so an operator can stop a false claim.
-- Requests that look like abuse are escalated: they never run until an operator approves.
+- unconfirmed (the claimant has not pressed the button behind the e-mailed link): nothing
+  runs and nothing is blocked; still unconfirmed when the review window ends, the request
+  goes to an operator;
+- a confirmed mailbox at the registrable domain of every target, that domain not a public
+  mailbox provider: removal runs at once;
+- a confirmed mailbox anywhere else: removal runs when the review window ends, so that an
+  operator can stop a false claim first;
+- a publisher key (a domain proven by DNS): removal runs at once, whole-domain opt-outs
+  included;
+- what looks like abuse is escalated: nothing runs until an operator approves.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-
-import tldextract
+from enum import StrEnum
 
 from app.articles.service import ArticleFacts
+from app.articles.urls import same_registrable_domain
 from app.config import TAKEDOWN_DEADLINE, Settings
+from app.takedowns.mailboxes import address_domain, is_public_provider
 
 
-@lru_cache(maxsize=1)
-def _extractor() -> tldextract.TLDExtract:
-    # The Public Suffix List snapshot shipped with the package: no download, no cache files.
-    # Private suffixes count too, so `alice.github.io` is not `bob.github.io`.
-    return tldextract.TLDExtract(
-        suffix_list_urls=(), cache_dir=None, include_psl_private_domains=True
-    )
+class Proof(StrEnum):
+    """What vouches for a request, weakest first."""
 
-
-def registrable_domain(host: str) -> str | None:
-    """`uk.reuters.com` -> `reuters.com`; `bbc.co.uk` stays; a bare public suffix -> None."""
-    domain = _extractor()(host.strip().rstrip(".").lower()).top_domain_under_public_suffix
-    return domain or None
-
-
-def same_registrable_domain(first: str, second: str) -> bool:
-    """Whether two hosts belong to one registrable domain under the Public Suffix List."""
-    left = registrable_domain(first)
-    return left is not None and left == registrable_domain(second)
-
-
-def email_domain(email: str) -> str:
-    return email.rpartition("@")[2].lower()
+    legacy = "legacy"  # filed before e-mail confirmation existed: decided as it was then
+    unconfirmed = "unconfirmed"
+    mailbox = "confirmed_mailbox"
+    publisher = "publisher"  # a key earned by a DNS TXT record
 
 
 def due_at(received_at: datetime) -> datetime:
@@ -47,50 +38,43 @@ def due_at(received_at: datetime) -> datetime:
     return received_at + TAKEDOWN_DEADLINE
 
 
-@dataclass(frozen=True)
-class Decision:
-    """What policy decided for a new request: when its removals run, or why it waits for an
-    operator (`run_at` None and `escalation` set)."""
-
-    verified: bool
-    run_at: datetime | None
-    escalation: str | None
-
-    @property
-    def escalated(self) -> bool:
-        return self.escalation is not None
-
-
-def claimant_is_verified(
-    *, claimant_email: str, articles: Sequence[ArticleFacts], domain: str | None
-) -> bool:
-    """Every targeted article's source, and the requested domain, share the claimant's
-    registrable e-mail domain. A request naming nothing that exists is not verified."""
-    hosts = [article.source_domain for article in articles]
-    if domain is not None:
-        hosts.append(domain)
-    sender = email_domain(claimant_email)
-    return bool(hosts) and all(same_registrable_domain(sender, host) for host in hosts)
+def mailbox_matches_every_target(*, claimant_email: str, hosts: Sequence[str]) -> bool:
+    """A mailbox that speaks for every host a request names: the same registrable domain as
+    each, and not a public mailbox provider. A request naming no host is not matched."""
+    mailbox_domain = address_domain(claimant_email)
+    if not hosts or is_public_provider(mailbox_domain):
+        return False
+    return all(same_registrable_domain(mailbox_domain, host) for host in hosts)
 
 
 def escalation_reasons(
     *,
-    claimant_email: str,
+    proof: Proof,
+    named: int,
     articles: Sequence[ArticleFacts],
     domain: str | None,
     original_published_at: datetime | None,
     settings: Settings,
 ) -> list[str]:
-    """Why a request looks like abuse (empty: it does not)."""
+    """Why a request looks like abuse and must wait for an operator (empty: it does not).
+    `named` counts what the request would take down or block: articles and URLs."""
     reasons = []
-    limit = settings.takedown_max_auto_targets
-    if len(articles) > limit:
+    limit = (
+        settings.takedown_max_publisher_targets
+        if proof == Proof.publisher
+        else settings.takedown_max_auto_targets
+    )
+    if named > limit:
         reasons.append(
-            f"names {len(articles)} articles; more than {limit} are never removed automatically"
+            f"names {named} articles or addresses; more than {limit} are never removed "
+            "without an operator"
         )
-    if domain is not None and not same_registrable_domain(email_domain(claimant_email), domain):
-        reasons.append(f"asks for the whole domain {domain} from an e-mail domain outside it")
-    if original_published_at is not None and articles:
+    if domain is not None and proof != Proof.publisher:
+        reasons.append(
+            f"asks for the whole domain {domain} without a publisher key (DNS proof); "
+            "an operator decides"
+        )
+    if original_published_at is not None and articles and proof != Proof.publisher:
         first_seen = min(article.first_seen_at for article in articles)
         if original_published_at > first_seen:
             reasons.append(
@@ -100,26 +84,38 @@ def escalation_reasons(
     return reasons
 
 
-def decide(
+@dataclass(frozen=True)
+class Schedule:
+    """When a request that may run runs, and why (for the audit log)."""
+
+    run_at: datetime
+    why: str
+
+
+def schedule_for_publisher(*, received_at: datetime) -> Schedule:
+    return Schedule(received_at, "filed with a publisher key for its own domain: runs at once")
+
+
+def schedule_on_confirmation(
     *,
     claimant_email: str,
-    articles: Sequence[ArticleFacts],
-    domain: str | None,
-    original_published_at: datetime | None,
+    hosts: Sequence[str],
     received_at: datetime,
+    now: datetime,
     settings: Settings,
-) -> Decision:
-    """Run at once for a verified claimant, after the review window for others, never
-    automatically for what looks like abuse."""
-    verified = claimant_is_verified(claimant_email=claimant_email, articles=articles, domain=domain)
-    reasons = escalation_reasons(
-        claimant_email=claimant_email,
-        articles=articles,
-        domain=domain,
-        original_published_at=original_published_at,
-        settings=settings,
+) -> Schedule:
+    """The claimant just confirmed the address: at once when the mailbox speaks for every
+    target, otherwise when the review window (counted from receipt) ends."""
+    if mailbox_matches_every_target(claimant_email=claimant_email, hosts=hosts):
+        return Schedule(now, "the confirmed mailbox is at the domain of every target: runs at once")
+    run_at = max(now, received_at + settings.takedown_review_window)
+    return Schedule(
+        run_at,
+        "the confirmed mailbox is not at the domain of every target: runs after the review "
+        f"window, at {run_at.isoformat()}",
     )
-    if reasons:
-        return Decision(verified=verified, run_at=None, escalation="; ".join(reasons))
-    run_at = received_at if verified else received_at + settings.takedown_review_window
-    return Decision(verified=verified, run_at=run_at, escalation=None)
+
+
+def confirmation_overdue(*, received_at: datetime, now: datetime, settings: Settings) -> bool:
+    """An unconfirmed request whose review window has ended goes to an operator."""
+    return now >= received_at + settings.takedown_review_window

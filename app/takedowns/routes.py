@@ -1,14 +1,23 @@
-"""Public routes for rights holders: file a takedown, follow it, withdraw it. Thin: the
-rules live in service.py."""
+"""Public routes for rights holders: file a takedown, confirm the address, follow it,
+withdraw it. Thin: the rules live in filing.py and service.py."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 
+from app.auth import OptionalPublisherKey
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
+from app.takedowns import filing as filings
 from app.takedowns import service
-from app.takedowns.schemas import TakedownFiled, TakedownIn, TakedownPublic, TargetPublic
+from app.takedowns.ratelimit import client_address
+from app.takedowns.schemas import (
+    ConfirmIn,
+    TakedownFiled,
+    TakedownIn,
+    TakedownPublic,
+    TargetPublic,
+)
 
 router = APIRouter(prefix="/v1/takedowns", tags=["takedowns"])
 
@@ -26,37 +35,32 @@ def _token(token: str | None, authorization: str | None) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" else None
 
 
-def _client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
-
-
 @router.post(
     "",
     response_model=TakedownFiled,
     status_code=status.HTTP_202_ACCEPTED,
-    responses={
-        200: {"model": TakedownFiled, "description": "A duplicate: the existing request"},
-        **problem_responses(400, 413, 422, 429),
-    },
+    responses=problem_responses(400, 401, 403, 413, 422, 429),
 )
 def file_takedown(
-    filing: TakedownIn, request: Request, response: Response, session: WriteSessionDep
+    filing: TakedownIn,
+    request: Request,
+    response: Response,
+    session: WriteSessionDep,
+    publisher: OptionalPublisherKey,
 ) -> TakedownFiled:
-    """Ask us to remove content; removal is due within 24 hours of receipt."""
+    """Ask us to remove content; removal is due within 24 hours of receipt. Nothing happens
+    until the claimant confirms the address by the link we e-mail, unless the request comes
+    with a publisher key (`Authorization: Bearer`) for the domain it names."""
     settings = request.app.state.settings
-    filed = service.file_takedown(
+    filed = filings.file_takedown(
         session=session,
         filing=filing,
-        client_address=_client_address(request),
+        client_address=client_address(request),
         settings=settings,
         now=request.app.state.clock.now(),
+        publisher=publisher,
     )
     takedown = filed.takedown
-    status_url = f"{settings.public_base_url}/v1/takedowns/{takedown.id}"
-    if filed.duplicate:
-        response.status_code = status.HTTP_200_OK
-    else:
-        status_url += f"?token={filed.token}"
     response.headers["Cache-Control"] = "no-store"
     return TakedownFiled(
         id=takedown.id,
@@ -64,10 +68,35 @@ def file_takedown(
         received_at=takedown.received_at,
         due_at=takedown.due_at,
         status_token=filed.token,
-        status_url=status_url,
-        duplicate=filed.duplicate,
+        status_url=f"{settings.public_base_url}/v1/takedowns/{takedown.id}?token={filed.token}",
+        confirmation="not_needed" if publisher is not None else "emailed",
         targets=[TargetPublic.of(view) for view in filed.targets],
     )
+
+
+@router.post(
+    "/{takedown_id}/confirm",
+    response_model=TakedownPublic,
+    responses=problem_responses(404, 409, 410, 422, 429),
+)
+def confirm_takedown(
+    takedown_id: Annotated[str, Path(max_length=36)],
+    body: ConfirmIn,
+    request: Request,
+    response: Response,
+    session: WriteSessionDep,
+) -> TakedownPublic:
+    """Confirm the claimant's address with the code of the e-mailed link: the request then
+    takes effect (at once, or after the review window, as its proof allows)."""
+    takedown = filings.confirm_takedown(
+        session=session,
+        takedown_id=takedown_id,
+        code=body.code,
+        settings=request.app.state.settings,
+        now=request.app.state.clock.now(),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
 
 
 @router.get("/{takedown_id}", response_model=TakedownPublic, responses=problem_responses(404))

@@ -17,14 +17,15 @@ from pydantic import (
 
 from app.articles.sanitise import plain_text
 from app.articles.schemas import HttpUrl, UtcDatetime
+from app.articles.urls import registrable_domain
 from app.db import MAX_ROW_ID
+from app.takedowns.mailboxes import InvalidAddress, address_domain, is_disposable, normalise_address
 from app.takedowns.models import AuditEvent, Block, Reason, Takedown, TakedownStatus, TargetState
-from app.takedowns.policy import registrable_domain
+from app.takedowns.policy import Proof
 from app.takedowns.targets import TargetView
 
 MAX_TARGETS = 100
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_LOCAL_PART = re.compile(r"^[^@\s\x00-\x1f\x7f]{1,64}$")
 
 
 def _host_name(value: str) -> str | None:
@@ -42,11 +43,15 @@ def _host_name(value: str) -> str | None:
 
 def _email(value: str) -> str:
     # Messages never repeat the value: e-mail addresses are personal data.
-    local, at, domain = value.strip().rpartition("@")
-    host = _host_name(domain) if at else None
-    if not _LOCAL_PART.match(local) or host is None:
-        raise ValueError("must be an e-mail address such as legal@publisher.example")
-    return f"{local}@{host}"
+    try:
+        address = normalise_address(value)
+    except InvalidAddress as exc:
+        raise ValueError(str(exc)) from None
+    if is_disposable(address_domain(address)):
+        raise ValueError(
+            "is a disposable address; use a mailbox you keep, so that we can confirm it"
+        )
+    return address
 
 
 def _domain(value: str) -> str:
@@ -174,30 +179,60 @@ class TakedownIn(BaseModel):
         return self
 
 
+class ClosestArticle(BaseModel):
+    article_id: int
+    source_url: str = Field(description="The original's address, as we hold it.")
+
+
 class TargetPublic(BaseModel):
     input: str = Field(description="The target as the claimant named it.")
     article_ids: list[int]
+    matched: bool = Field(description="Whether the target names any article we hold.")
+    closest: ClosestArticle | None = Field(
+        description="For a URL that matched none of our articles: the live article we hold "
+        "nearest to it on the same host, in case the address was mistyped."
+    )
     state: TargetState
 
     @classmethod
     def of(cls, view: TargetView) -> "TargetPublic":
-        return cls(input=view.input, article_ids=view.article_ids, state=view.state)
+        closest = (
+            ClosestArticle(article_id=view.closest.article_id, source_url=view.closest.source_url)
+            if view.closest is not None
+            else None
+        )
+        return cls(
+            input=view.input,
+            article_ids=view.article_ids,
+            matched=view.matched,
+            closest=closest,
+            state=view.state,
+        )
 
 
 class TakedownFiled(BaseModel):
-    """The answer to a filing. `status_token` is shown once; a duplicate filing answers the
-    existing request without it."""
+    """The answer to a filing. `status_token` is shown once. Nothing is removed or blocked
+    until the claimant confirms the address by the link we e-mailed (`confirmation`), unless
+    a publisher key filed it."""
 
     id: str
     status: TakedownStatus
     received_at: datetime
     due_at: datetime
-    status_token: str | None = Field(
-        description="The secret to follow or withdraw the request; shown only when filed."
-    )
+    status_token: str = Field(description="The secret to follow or withdraw the request.")
     status_url: str
-    duplicate: bool = Field(description="True when this repeats a request filed in the last 24h.")
+    confirmation: Literal["emailed", "not_needed"] = Field(
+        description="`emailed`: a link to confirm the address went to the claimant's e-mail; "
+        "`not_needed`: a publisher key filed the request."
+    )
     targets: list[TargetPublic]
+
+
+class ConfirmIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: Annotated[str, StringConstraints(min_length=1, max_length=200)] = Field(
+        description="The code of the confirmation link we e-mailed (`?code=...`)."
+    )
 
 
 class DecisionPublic(BaseModel):
@@ -216,15 +251,34 @@ class DecisionPublic(BaseModel):
         )
 
 
+def proof_of(takedown: Takedown) -> Proof:
+    """What vouches for a request now."""
+    if takedown.publisher_key_id is not None:
+        return Proof.publisher
+    if takedown.email_confirmed_at is not None:
+        return Proof.mailbox
+    if takedown.confirmation_hash is None:
+        return Proof.legacy
+    return Proof.unconfirmed
+
+
 class TakedownPublic(BaseModel):
-    """What the claimant sees with the token: never anyone's personal data."""
+    """What the claimant sees with the token (or the confirmation code): never anyone's
+    personal data."""
 
     id: str
     status: TakedownStatus
     reason: Reason
     domain: str | None
+    proof: Proof = Field(
+        description="What vouches for the request: `unconfirmed` until the claimant presses "
+        "the e-mailed link, then `confirmed_mailbox`; `publisher` when a publisher key filed "
+        "it; `legacy` for requests filed before confirmation existed."
+    )
+    email_confirmed_at: datetime | None
     received_at: datetime
     due_at: datetime
+    run_at: datetime | None = Field(description="When the removals run, once that is decided.")
     completed_at: datetime | None
     decision: DecisionPublic | None
     targets: list[TargetPublic]
@@ -236,8 +290,11 @@ class TakedownPublic(BaseModel):
             status=TakedownStatus(takedown.status),
             reason=Reason(takedown.reason),
             domain=takedown.domain,
+            proof=proof_of(takedown),
+            email_confirmed_at=takedown.email_confirmed_at,
             received_at=takedown.received_at,
             due_at=takedown.due_at,
+            run_at=takedown.run_at,
             completed_at=takedown.completed_at,
             decision=DecisionPublic.of(takedown),
             targets=[TargetPublic.of(view) for view in targets],
@@ -267,6 +324,13 @@ class TakedownSummary(BaseModel):
     status: TakedownStatus
     reason: Reason
     claimant: ClaimantPublic
+    proof: Proof
+    email_confirmed_at: datetime | None
+    publisher_key_id: int | None
+    duplicate_of: str | None = Field(
+        description="An earlier request with the same mailbox and targets (never shown to "
+        "the claimant)."
+    )
     domain: str | None
     received_at: datetime
     due_at: datetime
@@ -287,6 +351,10 @@ def _summary_fields(takedown: Takedown, overdue: bool) -> dict[str, Any]:
         "status": TakedownStatus(takedown.status),
         "reason": Reason(takedown.reason),
         "claimant": ClaimantPublic.of(takedown),
+        "proof": proof_of(takedown),
+        "email_confirmed_at": takedown.email_confirmed_at,
+        "publisher_key_id": takedown.publisher_key_id,
+        "duplicate_of": takedown.duplicate_of,
         "domain": takedown.domain,
         "received_at": takedown.received_at,
         "due_at": takedown.due_at,
@@ -348,6 +416,7 @@ class AuditEventPublic(BaseModel):
     takedown_id: str | None
     article_id: int | None
     block_id: int | None
+    verification_id: str | None
     from_status: str | None
     to_status: str | None
     reason: str | None

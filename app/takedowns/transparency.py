@@ -7,11 +7,16 @@ Definitions (the figures are only as good as these are plain):
 - `completed`, `rejected`, `withdrawn` are requests in that status now; `open` are the rest
   (received, queued, escalated, executing); `escalated` counts requests ever escalated to an
   operator (now escalated, or with an `escalated` audit row), whatever became of them.
-- Time to removal is `completed_at - received_at` of completed requests. The median averages
-  the two middle values of an even count; p95 is the nearest rank (the ceil(0.95 n)-th
-  smallest value).
-- `share_within_24h`: completed requests finished by their `due_at`, divided by completed
-  requests plus open requests already past `due_at` (requests whose 24 hours are decided).
+- Of the completed, `removed_content` removed at least one article (it has a `removed`
+  audit row of its own); `removed_nothing` did not: what they named matched no article we
+  held, or was gone already, so they only blocked addresses. They complete in no time, and
+  counting them would make removals look faster than they are.
+- Time to removal is `completed_at - received_at` of the requests that removed content, and
+  of no others. The median averages the two middle values of an even count; p95 is the
+  nearest rank (the ceil(0.95 n)-th smallest value).
+- `share_within_24h`: requests that removed content and finished by their `due_at`,
+  divided by those requests plus open requests already past `due_at` (requests whose 24
+  hours are decided).
 - A breach is a request not done by its `due_at`: completed after it, still open after it
   (an unanswered escalation included), rejected after it, or flagged `breached_at` when it
   was first found overdue.
@@ -43,6 +48,10 @@ class Period(BaseModel):
 class Outcomes(BaseModel):
     received: int
     completed: int
+    removed_content: int = Field(description="Of completed: removed at least one article.")
+    removed_nothing: int = Field(
+        description="Of completed: matched no article we held (only blocked addresses)."
+    )
     rejected: int
     withdrawn: int
     escalated: int = Field(description="Ever escalated to an operator, whatever the outcome.")
@@ -54,7 +63,9 @@ class ReasonOutcomes(Outcomes):
 
 
 class TimeToRemoval(BaseModel):
-    completed: int = Field(description="Completed requests the durations are taken from.")
+    requests: int = Field(
+        description="Completed requests that removed content: the durations are theirs only."
+    )
     median_seconds: float | None
     p95_seconds: float | None = Field(description="Nearest rank.")
 
@@ -76,7 +87,8 @@ class TransparencyReport(BaseModel):
     by_reason: list[ReasonOutcomes]
     time_to_removal: TimeToRemoval
     share_within_24h: float | None = Field(
-        description="Completed by due time / (completed + open past due); null when none."
+        description="Requests that removed content by their due time / (those + open past "
+        "due); null when none."
     )
     breaches: Breaches
 
@@ -98,13 +110,17 @@ class _Request:
     decided_at: datetime | None
     breached_at: datetime | None
     escalated: bool
+    removed_content: bool
 
 
 def _outcomes(requests: list[_Request]) -> dict[str, int]:
     statuses = Counter(r.status for r in requests)
+    completed = [r for r in requests if r.status == TakedownStatus.completed.value]
     return {
         "received": len(requests),
-        "completed": statuses[TakedownStatus.completed.value],
+        "completed": len(completed),
+        "removed_content": sum(r.removed_content for r in completed),
+        "removed_nothing": sum(not r.removed_content for r in completed),
         "rejected": statuses[TakedownStatus.rejected.value],
         "withdrawn": statuses[TakedownStatus.withdrawn.value],
         "escalated": sum(r.escalated for r in requests),
@@ -133,6 +149,9 @@ def transparency_report(
             T.c.status == TakedownStatus.escalated.value,
             exists().where(A.c.takedown_id == T.c.id, A.c.action == Action.escalated.value),
         ).label("escalated"),
+        exists()
+        .where(A.c.takedown_id == T.c.id, A.c.action == Action.removed.value)
+        .label("removed_content"),
     )
     if month is not None:
         start, end = month_bounds(month)
@@ -140,11 +159,12 @@ def transparency_report(
     requests = [_Request(**row._mapping) for row in session.execute(query)]
 
     completed = [r for r in requests if r.status == TakedownStatus.completed.value]
+    removals = [r for r in completed if r.removed_content]
     durations = sorted(
-        (r.completed_at - r.received_at).total_seconds() for r in completed if r.completed_at
+        (r.completed_at - r.received_at).total_seconds() for r in removals if r.completed_at
     )
-    on_time = sum(1 for r in completed if r.completed_at and r.completed_at <= r.due_at)
-    completed_late = len(completed) - on_time
+    on_time = sum(1 for r in removals if r.completed_at and r.completed_at <= r.due_at)
+    completed_late = sum(1 for r in completed if r.completed_at and r.completed_at > r.due_at)
     open_past_due = [r for r in requests if r.status in OPEN_STATUSES and r.due_at < now]
     answered_late = [
         r
@@ -152,7 +172,7 @@ def transparency_report(
         if r.status in (TakedownStatus.rejected.value, TakedownStatus.withdrawn.value)
         and (r.breached_at is not None or (r.decided_at is not None and r.decided_at > r.due_at))
     ]
-    decided = len(completed) + len(open_past_due)
+    decided = len(removals) + len(open_past_due)
     return TransparencyReport(
         generated_at=now,
         period=Period(month=month, received_from=start, received_before=end),
@@ -162,7 +182,7 @@ def transparency_report(
             for reason in Reason
         ],
         time_to_removal=TimeToRemoval(
-            completed=len(durations),
+            requests=len(durations),
             median_seconds=statistics.median(durations) if durations else None,
             p95_seconds=nearest_rank(durations, 0.95) if durations else None,
         ),

@@ -63,7 +63,7 @@ STATEMENTS = [
     ),
 ]
 STATUS_WORDS = {
-    TakedownStatus.received: "Received",
+    TakedownStatus.received: "Waiting for you to confirm your e-mail address",
     TakedownStatus.queued: "Accepted, removal scheduled",
     TakedownStatus.escalated: "Being checked by our staff",
     TakedownStatus.executing: "Being removed",
@@ -72,7 +72,8 @@ STATUS_WORDS = {
     TakedownStatus.withdrawn: "Withdrawn",
 }
 STATUS_MEANING = {
-    TakedownStatus.received: "We have your request and are deciding when its removals run.",
+    TakedownStatus.received: "Nothing is removed or blocked until you confirm your e-mail "
+    "address: open the link we e-mailed you and press the button on the page.",
     TakedownStatus.queued: "The content will be removed before the deadline. You need to do "
     "nothing more.",
     TakedownStatus.escalated: "A person on our staff checks this request before anything is "

@@ -1,6 +1,7 @@
-"""The rights holders' pages: the takedown form and the status page. They work without
-JavaScript and go through the same service functions as `/v1/takedowns`: one set of rules,
-one rate limit. This module only turns form posts into service calls and results into pages.
+"""The rights holders' pages: the takedown form, the confirmation page behind the e-mailed
+link and the status page. They work without JavaScript and go through the same service
+functions as `/v1/takedowns`: one set of rules, one rate limit. This module only turns form
+posts into service calls and results into pages.
 """
 
 from typing import Annotated
@@ -14,8 +15,10 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import InvalidInput, NotFound, ProblemError
+from app.takedowns import filing as filings
 from app.takedowns import service
 from app.takedowns.models import OPEN_STATUSES, TakedownStatus
+from app.takedowns.ratelimit import client_address
 from app.takedowns.schemas import MAX_TARGETS, TakedownPublic
 from app.web import pages
 from app.web.csrf import CsrfGuard
@@ -41,13 +44,12 @@ def _guard(request: Request) -> CsrfGuard:
     return CsrfGuard.from_settings(_settings(request))
 
 
-def _client_address(request: Request) -> str:
-    # The key the JSON endpoint counts filings under, so both share one rate limit.
-    return request.client.host if request.client else "unknown"
-
-
 def _status_path(takedown_id: str, token: str) -> str:
     return f"/takedown/{quote(takedown_id, safe='')}?token={quote(token, safe='')}"
+
+
+def _confirm_path(takedown_id: str, code: str) -> str:
+    return f"/takedown/{quote(takedown_id, safe='')}/confirm?code={quote(code, safe='')}"
 
 
 def _form_page(
@@ -67,6 +69,7 @@ def _form_page(
         "statements": pages.STATEMENTS,
         "review_window": pages.duration_words(_settings(request).takedown_review_window),
         "max_targets": MAX_TARGETS,
+        "max_auto_targets": _settings(request).takedown_max_auto_targets,
     }
     return pages.page("form.html", context, status=status, form_token=token, headers=headers)
 
@@ -113,10 +116,10 @@ def file_takedown_form(
         )
     settings = _settings(request)
     try:
-        filed = service.file_takedown(
+        filed = filings.file_takedown(
             session=session,
             filing=filing,
-            client_address=_client_address(request),
+            client_address=client_address(request),
             settings=settings,
             now=request.app.state.clock.now(),
         )
@@ -133,15 +136,11 @@ def file_takedown_form(
     takedown = TakedownPublic.of(filed.takedown, filed.targets)
     context = {
         "takedown": takedown,
-        "duplicate": filed.duplicate,
         "token": filed.token,
-        "status_url": (
-            settings.public_base_url + _status_path(takedown.id, filed.token)
-            if filed.token
-            else None
-        ),
+        "status_url": settings.public_base_url + _status_path(takedown.id, filed.token),
+        "review_window": pages.duration_words(settings.takedown_review_window),
     }
-    return pages.page("receipt.html", context, status=200 if filed.duplicate else 202)
+    return pages.page("receipt.html", context, status=202)
 
 
 def _status_page(
@@ -210,4 +209,91 @@ def withdraw_takedown_form(
     # See other: reloading the status page must not post the withdrawal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
+    )
+
+
+def _confirm_page(
+    request: Request,
+    session: Session,
+    *,
+    takedown_id: str,
+    code: str,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    """The page behind the e-mailed link: the request and one button while the address is
+    unconfirmed, what happens next once it is. Showing it changes nothing."""
+    now = request.app.state.clock.now()
+    try:
+        takedown = filings.check_confirmation_code(
+            session=session, takedown_id=takedown_id, code=code, now=now
+        )
+        confirmed = False
+    except NotFound:
+        return pages.page("confirm_invalid.html", {}, status=404)
+    except ProblemError as exc:
+        if exc.status == 410:
+            return pages.page("confirm_expired.html", {}, status=410)
+        # Used already, or the request has ended: show where it stands.
+        takedown = service.get_takedown(session=session, takedown_id=takedown_id)
+        confirmed = True
+    view = TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
+    form_token = _guard(request).issue(request)
+    context = {
+        "takedown": view,
+        "code": code,
+        "confirmed": confirmed,
+        "runs_now": view.run_at is not None and view.run_at <= now,
+        "csrf_token": form_token.value,
+        "problem": problem,
+    }
+    return pages.page("confirm.html", context, status=status, form_token=form_token)
+
+
+@router.get("/takedown/{takedown_id}/confirm")
+def takedown_confirm_page(
+    takedown_id: str, request: Request, session: ReadSessionDep, code: str = ""
+) -> Response:
+    """The confirmation page: one button. Mail scanners open links; only the button's post
+    confirms."""
+    return _confirm_page(request, session, takedown_id=takedown_id, code=code)
+
+
+@router.post("/takedown/{takedown_id}/confirm")
+def confirm_takedown_form(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+    code: Annotated[str, Form()] = "",
+) -> Response:
+    """Confirm the address from the confirmation page, then show the page again."""
+    if not _guard(request).accepts(request, csrf_token):
+        return _forbidden(_confirm_path(takedown_id, code))
+    try:
+        filings.confirm_takedown(
+            session=session,
+            takedown_id=takedown_id,
+            code=code,
+            settings=_settings(request),
+            now=request.app.state.clock.now(),
+        )
+    except ProblemError as exc:
+        session.rollback()
+        if exc.status in (404, 409, 410):
+            return _confirm_page(request, session, takedown_id=takedown_id, code=code)
+        headers = {name: exc.headers[name] for name in _PASSED_ON_HEADERS if name in exc.headers}
+        response = _confirm_page(
+            request,
+            session,
+            takedown_id=takedown_id,
+            code=code,
+            problem=exc.detail,
+            status=exc.status,
+        )
+        response.headers.update(headers)
+        return response
+    # See other: reloading the page must not post the confirmation again.
+    return RedirectResponse(
+        _confirm_path(takedown_id, code), status_code=303, headers=pages.PAGE_HEADERS
     )

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
+from app.notifications.models import ClaimantEmail, EmailKind
 from app.scheduler.runner import RemovalRunner, TickResult
 from app.takedowns.models import AuditEvent, Takedown, TakedownTarget
 from app.takedowns.service import carry_out_removal
@@ -76,6 +77,38 @@ def file(client: TestClient, body: dict[str, Any], expect: int = 202) -> dict[st
     response = client.post("/v1/takedowns", json=body)
     assert response.status_code == expect, response.text
     return response.json()
+
+
+def confirmation_code(engine: Engine, takedown_id: str) -> str:
+    """The code of the confirmation link in the request's receipt e-mail, as the outbox holds
+    it until the e-mail is sent (what the claimant would read in the message)."""
+    with new_session(engine) as session:
+        code = session.scalars(
+            select(ClaimantEmail.confirmation_code).where(  # type: ignore[call-overload]
+                ClaimantEmail.takedown_id == takedown_id,
+                ClaimantEmail.kind == EmailKind.receipt.value,
+            )
+        ).one()
+    assert code, "the receipt holds no confirmation code (sent already, or not needed)"
+    return str(code)
+
+
+def confirm(
+    client: TestClient, engine: Engine, takedown_id: str, expect: int = 200
+) -> dict[str, Any]:
+    """The claimant presses the button behind the e-mailed link (the JSON form of it)."""
+    code = confirmation_code(engine, takedown_id)
+    response = client.post(f"/v1/takedowns/{takedown_id}/confirm", json={"code": code})
+    assert response.status_code == expect, response.text
+    return response.json()
+
+
+def file_confirmed(client: TestClient, engine: Engine, body: dict[str, Any]) -> dict[str, Any]:
+    """File a request and confirm its address: the filing's answer, with the status and
+    targets as they stand after the confirmation."""
+    filed = file(client, body)
+    confirmed = confirm(client, engine, filed["id"])
+    return {**filed, "status": confirmed["status"], "targets": confirmed["targets"]}
 
 
 def assert_problem(response: Response, status: int) -> dict[str, Any]:
