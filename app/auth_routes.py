@@ -4,11 +4,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from app.articles.urls import registrable_domain
 from app.auth import AdminKey, ApiKey, Scope, create_api_key, list_api_keys, revoke_api_key
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
+from app.takedowns.schemas import Domain
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=problem_responses(401, 403))
 
@@ -17,12 +19,27 @@ class ApiKeyCreate(BaseModel):
     # No control characters (a NUL was a 500 on PostgreSQL, found by fuzzing).
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     scope: Scope
+    domain: Domain | None = Field(
+        default=None,
+        description="For scope `publisher` only, and required there: the domain the key "
+        "speaks for (its registrable domain is kept). Publishers usually earn their key by "
+        "proving the domain in DNS (`POST /v1/publishers/verifications`).",
+    )
+
+    @model_validator(mode="after")
+    def _domain_for_publishers_only(self) -> "ApiKeyCreate":
+        if (self.scope == Scope.publisher) != (self.domain is not None):
+            raise ValueError("domain is required for scope publisher, and only for it")
+        if self.domain is not None:
+            self.domain = registrable_domain(self.domain)
+        return self
 
 
 class ApiKeyPublic(BaseModel):
     id: int
     name: str
     scope: Scope
+    domain: str | None
     key_hint: str
     created_at: datetime
     revoked_at: datetime | None
@@ -34,6 +51,7 @@ class ApiKeyPublic(BaseModel):
             id=key.id,
             name=key.name,
             scope=Scope(key.scope),
+            domain=key.domain,
             key_hint=key.key_hint,
             created_at=key.created_at,
             revoked_at=key.revoked_at,
@@ -65,7 +83,11 @@ def create_key(
 ) -> ApiKeyCreated:
     """Create a key; the secret is in this answer only."""
     key, secret = create_api_key(
-        session=session, name=body.name, scope=body.scope, now=request.app.state.clock.now()
+        session=session,
+        name=body.name,
+        scope=body.scope,
+        domain=body.domain,
+        now=request.app.state.clock.now(),
     )
     return ApiKeyCreated(**ApiKeyPublic.of(key).model_dump(), secret=secret)
 

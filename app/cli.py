@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 import uvicorn
 from prometheus_client import CollectorRegistry, start_http_server
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.articles.urls import registrable_domain
 from app.auth import Scope, create_api_key, list_api_keys, revoke_api_key
 from app.clock import SystemClock
 from app.config import settings_or_exit
@@ -18,8 +20,10 @@ from app.db import create_db_engine, new_session, writer
 from app.migrate import current_revision, head_revision, upgrade_to_head
 from app.notifications.delivery import NotificationRunner, NotificationTick
 from app.observability import configure_logging
+from app.publishers.service import publisher_rechecks
 from app.scheduler.metrics import RunnerCounters
 from app.scheduler.runner import RemovalRunner, TickResult, runner_identity
+from app.takedowns.schemas import Domain
 from app.timeouts import SlowClientGuard
 
 # Per API process: connections (kept-alive ones included) plus requests in flight. Far
@@ -105,9 +109,9 @@ def worker(
         ),
     ] = 0.0,
 ) -> None:
-    """Run the removal scheduler and the notification runner (claimant e-mails, webhooks) as
-    their own process (SIGTERM/SIGINT: finish the current removal or delivery, give the rest
-    of the batch back, exit)."""
+    """Run the removal scheduler and the notification runner (claimant e-mails, webhooks,
+    the daily re-check of publishers' DNS records) as their own process (SIGTERM/SIGINT:
+    finish the current removal or delivery, give the rest of the batch back, exit)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level)
     stop = _stop_on_signals()
@@ -133,6 +137,7 @@ def worker(
         settings=settings,
         clock=SystemClock(),
         owner=runner_identity("worker-notifications"),
+        publisher_checks=publisher_rechecks(engine=engine, settings=settings),
     )
     results: list[TickResult] = []
     notified: list[NotificationTick] = []
@@ -192,31 +197,58 @@ def migrate() -> None:
     typer.echo("database migrated to head")
 
 
+def _key_domain(scope: Scope, domain: str | None) -> str | None:
+    """The registrable domain a new key is bound to: required for a publisher key, refused
+    for any other (one clear line and exit 2)."""
+    if (scope == Scope.publisher) != (domain is not None):
+        typer.echo("byline: --domain is required for --scope publisher, and only for it", err=True)
+        raise typer.Exit(2)
+    if domain is None:
+        return None
+    try:
+        host = TypeAdapter(Domain).validate_python(domain)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        typer.echo(f"byline: --domain {message}", err=True)
+        raise typer.Exit(2) from None
+    return registrable_domain(host)
+
+
 @keys.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="Who uses the key, e.g. 'reuters-crawler'.")],
-    scope: Annotated[Scope, typer.Option(help="ingest or admin.")],
+    scope: Annotated[Scope, typer.Option(help="ingest, admin or publisher.")],
+    domain: Annotated[
+        str | None,
+        typer.Option(
+            help="For --scope publisher (and only there): the domain the key speaks for; its "
+            "registrable domain is kept. Publishers usually prove theirs by DNS instead "
+            "(/publishers/verify)."
+        ),
+    ] = None,
 ) -> None:
     """Create a key and print its secret (shown this once; only a hash is stored)."""
+    bound_to = _key_domain(scope, domain)
     engine = migrated_engine()
     with new_session(writer(engine)) as session, session.begin():
         key, secret = create_api_key(
-            session=session, name=name, scope=scope, now=SystemClock().now()
+            session=session, name=name, scope=scope, domain=bound_to, now=SystemClock().now()
         )
         key_id = key.id
-    typer.echo(f"key {key_id} ({scope.value}) for {name}; keep this secret, it is not shown again:")
+    what = f"{scope.value}, {bound_to}" if bound_to else scope.value
+    typer.echo(f"key {key_id} ({what}) for {name}; keep this secret, it is not shown again:")
     typer.echo(secret)
 
 
 @keys.command("list")
 def keys_list() -> None:
-    """List keys (id, scope, name, hint, created, revoked)."""
+    """List keys (id, scope, domain, name, hint, created, revoked)."""
     engine = migrated_engine()
     with new_session(engine) as session:
         for key in list_api_keys(session=session):
             revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
             typer.echo(
-                f"{key.id}\t{key.scope}\t{key.name}\t{key.key_hint}...\t"
+                f"{key.id}\t{key.scope}\t{key.domain or '-'}\t{key.name}\t{key.key_hint}...\t"
                 f"{key.created_at.isoformat()}\trevoked: {revoked}"
             )
 

@@ -23,6 +23,8 @@ from app.notifications.delivery import NotificationRunner
 from app.notifications.metrics import install_outbox_metrics
 from app.observability import AccessLog, AccessLogAndMetrics, Metrics, configure_logging
 from app.openapi import install_openapi
+from app.publishers import routes as publishers
+from app.publishers.service import publisher_rechecks
 from app.reads import RowReader
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
@@ -31,6 +33,7 @@ from app.takedowns import admin_routes as takedown_admin
 from app.takedowns import routes as takedowns
 from app.takedowns import transparency_routes as transparency
 from app.timeouts import RequestTimeout
+from app.web import publisher_routes as publisher_pages
 from app.web import routes as web
 
 logger = logging.getLogger("byline.app")
@@ -67,6 +70,7 @@ def create_app(
                 settings=settings,
                 clock=clock,
                 owner=runner_identity("embedded-notifications"),
+                publisher_checks=publisher_rechecks(engine=engine, settings=settings),
             )
             backgrounds = [
                 BackgroundRunner(runner),
@@ -121,7 +125,9 @@ def create_app(
     app.include_router(takedown_admin.router)
     app.include_router(transparency.router)
     app.include_router(webhook_admin.router)
+    app.include_router(publishers.router)
     app.include_router(web.router)
+    app.include_router(publisher_pages.router)
 
     app.add_middleware(RefuseNulCharacters)
     if settings.cors_origin_list:

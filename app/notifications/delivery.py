@@ -79,6 +79,7 @@ class NotificationTick:
     emails_failed: int = 0
     emails_requeued: int = 0  # their runner died before the hand-over: due again
     emails_unconfirmed: int = 0  # their runner died during the hand-over: never resent
+    records_checked: int = 0  # publishers' TXT records re-checked (publisher_checks)
     released: int = 0  # claimed but given back (stopping, or the endpoint just failed)
     lost: int = 0  # the lease went to another runner first
     claimed: int = 0
@@ -102,7 +103,12 @@ def redact(error: str, recipient: str) -> str:
 
 class NotificationRunner:
     """Delivers due webhook events and claimant e-mails. `run_once` is one tick: it claims
-    batches until nothing is due; `run_forever` ticks every `scheduler_interval_seconds`."""
+    batches until nothing is due; `run_forever` ticks every `scheduler_interval_seconds`.
+
+    `publisher_checks(now)` (the daily re-check of publishers' DNS records, which returns
+    the records it checked) runs at the end of each tick: this runner is the one that talks
+    to the outside world, and DNS joins SMTP and webhooks here rather than in a loop of its
+    own."""
 
     def __init__(
         self,
@@ -113,6 +119,7 @@ class NotificationRunner:
         owner: str | None = None,
         mailer: Mailer | None = None,
         http: httpx.Client | None = None,
+        publisher_checks: Callable[[datetime], int] | None = None,
     ) -> None:
         self.engine = engine
         self.settings = settings
@@ -120,6 +127,7 @@ class NotificationRunner:
         self.owner = owner or runner_identity("notifications")
         self.mailer = mailer or mailer_from(settings)
         self._http = http
+        self.publisher_checks = publisher_checks
 
     @property
     def http(self) -> httpx.Client:
@@ -164,6 +172,10 @@ class NotificationRunner:
         # Webhooks first: `article.removed` is what keeps removed content from being served.
         self._deliver_webhooks(moment, stop, result)
         self._send_emails(moment, stop, result)
+        if self.publisher_checks is not None and not stop.is_set():
+            # Last: a slow DNS server holds back nothing already due. What it queues (a
+            # record missing, a key lapsed) goes out with the next tick.
+            result.records_checked = self.publisher_checks(moment())
         return result
 
     def run_forever(self, stop: threading.Event) -> None:
@@ -177,7 +189,7 @@ class NotificationRunner:
                 logger.error("notification tick failed: %s", describe_error(exc))
                 stop.wait(interval)
                 continue
-            if result.claimed or result.deliveries_requeued:
+            if result.claimed or result.deliveries_requeued or result.records_checked:
                 logger.info("notification tick", extra=result.summary())
             # A tick claims until nothing is due, so the next one waits a whole interval.
             stop.wait(interval)

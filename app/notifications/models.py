@@ -57,10 +57,11 @@ class ClaimantEmail(SQLModel, table=True):
 
     __tablename__ = "claimant_emails"
     __table_args__ = (
-        # The idempotency keys: one e-mail per request (or verification) and event, however
-        # often it is queued.
+        # The idempotency key: one e-mail per request and event, however often it is queued.
+        # A verification's e-mails have none: a record may go missing more than once, and
+        # each outage is told; the conditional status UPDATEs that queue them act once.
         UniqueConstraint("takedown_id", "kind"),
-        UniqueConstraint("verification_id", "kind"),
+        Index("ix_claimant_emails_verification_id", "verification_id"),
         Index("ix_claimant_emails_status_next_attempt_at", "status", "next_attempt_at"),
     )
 

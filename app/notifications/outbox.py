@@ -94,12 +94,10 @@ def notify_publisher(
     now: datetime,
     details: Mapping[str, Any],
 ) -> None:
-    """Queue the e-mail telling the address of a domain verification about `kind`; at most
-    one per verification and kind."""
-    insert = insert_for(session)
+    """Queue the e-mail telling the address of a domain verification about `kind`. The
+    caller's status change, a conditional UPDATE, is what makes it once per event."""
     session.execute(
-        insert(CE)
-        .values(
+        insert_for(session)(CE).values(
             uid=str(uuid.uuid4()),
             verification_id=verification_id,
             kind=kind.value,
@@ -110,7 +108,6 @@ def notify_publisher(
             next_attempt_at=now,
             created_at=now,
         )
-        .on_conflict_do_nothing(index_elements=["verification_id", "kind"])
     )
 
 

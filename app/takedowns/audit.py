@@ -29,6 +29,7 @@ class Action(StrEnum):
     publisher_record_missing = "publisher_record_missing"
     publisher_record_seen = "publisher_record_seen"
     publisher_lapsed = "publisher_lapsed"
+    publisher_expired = "publisher_expired"  # checked after expires_at, never verified
 
 
 # Actors that are not an operator's key name.

@@ -103,8 +103,11 @@ def iso(moment: datetime) -> str:
 
 
 def duration_words(delta: timedelta) -> str:
-    """`4 hours`, `90 minutes`: the review window as the policy text says it."""
+    """`7 days`, `4 hours`, `90 minutes`: a period as the policy text says it."""
     minutes = int(delta.total_seconds() // 60)
+    if minutes % (24 * 60) == 0 and minutes:
+        days = minutes // (24 * 60)
+        return f"{days} day{'s' if days != 1 else ''}"
     if minutes % 60 == 0 and minutes:
         hours = minutes // 60
         return f"{hours} hour{'s' if hours != 1 else ''}"

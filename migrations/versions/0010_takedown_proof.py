@@ -103,9 +103,7 @@ def upgrade() -> None:
             ["verification_id"],
             ["id"],
         )
-        batch_op.create_unique_constraint(
-            op.f("uq_claimant_emails_verification_id_kind"), ["verification_id", "kind"]
-        )
+        batch_op.create_index("ix_claimant_emails_verification_id", ["verification_id"])
 
     op.create_table(
         "article_match_keys",
@@ -256,7 +254,7 @@ def downgrade() -> None:
         batch_op.drop_column("closest_article_id")
         batch_op.drop_column("match_key")
     with op.batch_alter_table("claimant_emails") as batch_op:
-        batch_op.drop_constraint(op.f("uq_claimant_emails_verification_id_kind"), type_="unique")
+        batch_op.drop_index("ix_claimant_emails_verification_id")
         batch_op.drop_constraint(
             op.f("fk_claimant_emails_verification_id_publisher_verifications"),
             type_="foreignkey",
