@@ -25,7 +25,9 @@ RUN pip install --no-deps -e . \
     && mkdir /data && chown byline:byline /data
 
 USER byline
-ENV BYLINE_DATABASE_URL=sqlite:////data/byline.db
+# Without BYLINE_SMTP_URL, e-mails are written as .eml files into the volume as well.
+ENV BYLINE_DATABASE_URL=sqlite:////data/byline.db \
+    BYLINE_MAIL_DIR=/data/mail
 VOLUME ["/data"]
 EXPOSE 8000
 

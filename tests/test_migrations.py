@@ -1,5 +1,6 @@
 """One Alembic history for both engines: it round-trips and matches the models."""
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -208,3 +209,102 @@ def _insert_article(
             "removed_at": removed_at,
         },
     )
+
+
+def test_0010_keys_every_article_merges_spellings_of_a_blocked_url_and_hides_removed_slugs(
+    database_url: str, engine: Engine
+) -> None:
+    """0010 fills the matching keys of articles and targets, re-keys URL blocks (two blocks
+    of one URL become one: the other is lifted, audited), writes a tombstone for every
+    removed article and keeps only a hash of its slug; requests filed before it keep their
+    state and ask for no confirmation."""
+    command.downgrade(alembic_config(database_url), "0009_postgresql_columns_in_row")
+    stamp = "2026-01-01 00:00:00" + ("+00" if engine.dialect.name == "postgresql" else "")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO publishers (id, name, article_count, created_at)"
+                    " VALUES (1, 'Reuters', 1, :at)"
+                ),
+                {"at": stamp},
+            )
+            for article_id, url, slug, removed in [
+                (7, "https://www.reuters.com/world/x-1", "flood-defences-hold-1a2b", None),
+                (8, "https://www.reuters.com/world/strike", "harbour-strike-3c4d", "t-done"),
+            ]:
+                connection.execute(
+                    text(
+                        "INSERT INTO articles (id, canonical_url, source_url, source_domain,"
+                        " slug, publisher_id, published_at, first_seen_at, updated_at,"
+                        " content_hash, removed_at, removed_by_takedown_id)"
+                        " VALUES (:id, :url, :url, 'reuters.com', :slug, 1, :at, :at, :at,"
+                        " 'h', :removed_at, :takedown)"
+                    ),
+                    {
+                        "id": article_id,
+                        "url": url,
+                        "slug": slug,
+                        "at": stamp,
+                        "removed_at": stamp if removed else None,
+                        "takedown": removed,
+                    },
+                )
+            for takedown_id, status in [("t-done", "completed"), ("t-open", "queued")]:
+                connection.execute(
+                    text(
+                        "INSERT INTO takedowns (id, status, reason, claimant_name,"
+                        " claimant_email, claimant_role, explanation, signature, token_hash,"
+                        " fingerprint, received_at, due_at, run_at)"
+                        " VALUES (:id, :status, 'copyright', 'P', 'p@reuters.com', 'owner',"
+                        " 'e', 's', 'h', :id, :at, :at, :at)"
+                    ),
+                    {"id": takedown_id, "status": status, "at": stamp},
+                )
+            connection.execute(
+                text(
+                    "INSERT INTO takedown_targets (takedown_id, position, input, kind,"
+                    " canonical_url, article_id, state) VALUES ('t-open', 0,"
+                    " 'http://reuters.com/world/x-1/', 'source_url',"
+                    " 'http://reuters.com/world/x-1/', NULL, 'blocked')"
+                )
+            )
+            for block_id, value in [
+                (1, "https://www.reuters.com/world/x-1"),
+                (2, "http://reuters.com/world/x-1/"),
+            ]:
+                connection.execute(
+                    text(
+                        "INSERT INTO blocks (id, kind, value, takedown_id, created_at)"
+                        " VALUES (:id, 'url', :value, 't-open', :at)"
+                    ),
+                    {"id": block_id, "value": value, "at": stamp},
+                )
+
+        upgrade_to_head(database_url)
+
+        assert schema_differences(engine) == []
+        with engine.connect() as connection:
+
+            def rows(sql: str) -> list[tuple[object, ...]]:
+                return [tuple(row) for row in connection.execute(text(sql))]
+
+            assert rows("SELECT article_id, match_key FROM article_match_keys ORDER BY 1") == [
+                (7, "reuters.com/world/x-1"),
+                (8, "reuters.com/world/strike"),
+            ]
+            assert rows("SELECT match_key FROM takedown_targets") == [("reuters.com/world/x-1",)]
+            blocks = rows("SELECT id, value, lifted_at IS NULL, lifted_by FROM blocks ORDER BY id")
+            assert blocks[0] == (1, "reuters.com/world/x-1", True, None)
+            assert blocks[1][0] == 2 and not blocks[1][2] and blocks[1][3] == "migration 0010"
+            assert rows("SELECT action, block_id FROM audit_events") == [("block_lifted", 2)]
+            assert rows("SELECT article_id, takedown_id FROM article_tombstones") == [(8, "t-done")]
+            slugs = dict(rows("SELECT id, slug FROM articles"))
+            assert slugs[7] == "flood-defences-hold-1a2b"
+            assert slugs[8] == "~" + hashlib.sha256(b"harbour-strike-3c4d").hexdigest()
+            assert rows(
+                "SELECT status, confirmation_hash, email_confirmed_at FROM takedowns"
+                " WHERE id = 't-open'"
+            ) == [("queued", None, None)]
+    finally:
+        upgrade_to_head(database_url)

@@ -370,19 +370,28 @@ async def list_articles(
     # One hop to the threadpool for the query and the conversion (a session dependency and
     # a sync route cost four, each a wait for the GIL under load).
     items, last = await run_in_threadpool(
-        _page, request.app.state.engine, base, q, filters, position, limit
+        article_page, request.app.state.engine, base, q, filters, position, limit
     )
-    next_cursor = encode_cursor(last) if last is not None and len(items) == limit else None
-    if next_cursor:
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        response.headers["Link"] = (
-            f'<{base}/v1/articles?{urlencode({**params, "cursor": next_cursor})}>; rel="next"'
-        )
+    next_cursor = next_page(request, response, last=last, count=len(items), limit=limit)
     response.headers["Cache-Control"] = READ_CACHE_CONTROL
     return ArticlesPublic(items=items, next_cursor=next_cursor)
 
 
-def _page(
+def next_page(
+    request: Request, response: Response, *, last: Position | None, count: int, limit: int
+) -> str | None:
+    """The cursor of the page after one of `count` rows that ended at `last` (None when it
+    was the last page), and the Link header to it: this request with that cursor."""
+    if last is None or count < limit:
+        return None
+    next_cursor = encode_cursor(last)
+    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    query = urlencode({**params, "cursor": next_cursor})
+    response.headers["Link"] = f'<{_base(request)}{request.url.path}?{query}>; rel="next"'
+    return next_cursor
+
+
+def article_page(
     engine: Engine,
     base: str,
     q: str | None,

@@ -544,6 +544,9 @@ class ArticleFilters:
     language: str | None = None
     published_after: datetime | None = None
     published_before: datetime | None = None
+    # A registrable domain: articles whose source is it or any of its subdomains (what a
+    # publisher key may list), where `domain` is one host exactly.
+    within_domain: str | None = None
 
 
 # Built once, like the single-article reads; filters are added to a copy per request.
@@ -557,6 +560,8 @@ def _filtered(query: Select[Any], filters: ArticleFilters) -> Select[Any]:
     if filters.domain is not None:
         domain = filters.domain.lower().removeprefix("www.")
         query = query.where(A.c.source_domain == domain)
+    if filters.within_domain is not None:
+        query = query.where(_in_domain(filters.within_domain))
     if filters.tag is not None:
         tagged = select(T.c.article_id).where(T.c.tag == filters.tag.lower())
         query = query.where(A.c.id.in_(tagged))
@@ -666,16 +671,18 @@ def find_articles_by_slugs(*, session: Session, slugs: Iterable[str]) -> dict[st
     }
 
 
+def _in_domain(domain: str) -> Any:
+    """Articles whose source is the domain or one of its subdomains."""
+    domain = domain.lower().removeprefix("www.")
+    return or_(
+        A.c.source_domain == domain,
+        A.c.source_domain.like("%." + domain.replace("%", "").replace("_", r"\_"), escape="\\"),
+    )
+
+
 def find_live_article_ids_in_domain(*, session: Session, domain: str) -> list[int]:
     """Live articles whose source is the domain or one of its subdomains."""
-    domain = domain.lower().removeprefix("www.")
-    query = select(A.c.id).where(
-        A.c.removed_at.is_(None),
-        or_(
-            A.c.source_domain == domain,
-            A.c.source_domain.like("%." + domain.replace("%", "").replace("_", r"\_"), escape="\\"),
-        ),
-    )
+    query = select(A.c.id).where(A.c.removed_at.is_(None), _in_domain(domain))
     return list(session.scalars(query.order_by(A.c.id)))
 
 

@@ -267,7 +267,10 @@ def named_hosts(session: Session, takedown: Takedown) -> list[str]:
 def _for_code(session: Session, takedown_id: str, code: str) -> Takedown:
     takedown = session.get(Takedown, takedown_id) if len(takedown_id) <= 36 else None
     expected = (takedown.confirmation_hash if takedown else None) or NO_SECRET_HASH
-    if not hmac.compare_digest(hash_secret(code), expected) or takedown is None:
+    matches = hmac.compare_digest(hash_secret(code), expected)
+    # A request without a code (a publisher key's, or one filed before codes existed) is
+    # compared against the stand-in hash too; a code that hashes to it confirms nothing.
+    if not matches or takedown is None or takedown.confirmation_hash is None:
         raise NotFound("No takedown request with this id and confirmation code.")
     return takedown
 
@@ -342,5 +345,7 @@ def confirm_takedown(
             reason=schedule.why,
             values={"run_at": schedule.run_at},
         )
+        # Until now nothing blocked its URLs: articles may have arrived since filing.
+        lifecycle.add_late_arrivals(session, takedown)
         lifecycle.start_removals(session, takedown, audit.POLICY, schedule.run_at, now)
     return takedown

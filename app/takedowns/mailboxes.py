@@ -26,7 +26,7 @@ def normalise_address(text: str) -> str:
     try:
         checked = validate_email(text.strip(), check_deliverability=False)
     except EmailNotValidError:
-        raise InvalidAddress("must be an e-mail address such as legal@publisher.example") from None
+        raise InvalidAddress("must be an e-mail address such as legal@example.com") from None
     return checked.ascii_email or checked.normalized
 
 

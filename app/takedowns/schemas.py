@@ -57,7 +57,7 @@ def _email(value: str) -> str:
 def _domain(value: str) -> str:
     host = _host_name(value)
     if host is None:
-        raise ValueError("must be a domain name such as publisher.example (no scheme, no path)")
+        raise ValueError("must be a domain name such as example.com (no scheme, no path)")
     host = host.removeprefix("www.")
     if registrable_domain(host) is None:
         raise ValueError("is a public suffix shared by many owners; name your own domain")

@@ -228,21 +228,24 @@ def _confirm_page(
         takedown = filings.check_confirmation_code(
             session=session, takedown_id=takedown_id, code=code, now=now
         )
-        confirmed = False
+        confirmed = ended = False
     except NotFound:
         return pages.page("confirm_invalid.html", {}, status=404)
     except ProblemError as exc:
         if exc.status == 410:
             return pages.page("confirm_expired.html", {}, status=410)
-        # Used already, or the request has ended: show where it stands.
+        # Used already, or the request has ended: show where it stands. An ended request
+        # whose address nobody confirmed must not be shown as confirmed.
         takedown = service.get_takedown(session=session, takedown_id=takedown_id)
-        confirmed = True
+        confirmed = takedown.email_confirmed_at is not None
+        ended = not confirmed
     view = TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
     form_token = _guard(request).issue(request)
     context = {
         "takedown": view,
         "code": code,
         "confirmed": confirmed,
+        "ended": ended,
         "runs_now": view.run_at is not None and view.run_at <= now,
         "csrf_token": form_token.value,
         "problem": problem,

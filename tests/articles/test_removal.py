@@ -1,14 +1,19 @@
-"""What a removal leaves: a tombstone, 451 answers, and an article gone from every list."""
+"""What a removal leaves: a tombstone, 451 answers, and an article gone from every list;
+and what undoes it: ingest once no block holds the URL."""
 
+import hashlib
 import uuid
+from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from app.articles.models import Article
+from app.articles.models import Article, ArticleTombstone
 from app.articles.service import remove_articles
+from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.db import new_session
+from app.takedowns.blocks import add_block
 from app.takedowns.models import Takedown
 from tests.articles.factories import article_payload, ingest
 
@@ -33,6 +38,27 @@ def make_takedown(engine: Engine, clock: FrozenClock) -> str:
             )
         )
     return takedown_id
+
+
+def block_url(engine: Engine, clock: FrozenClock, url: str, takedown_id: str) -> None:
+    """What a takedown does before it removes: block the URL (by its matching key)."""
+    with new_session(engine) as session, session.begin():
+        add_block(
+            session=session,
+            kind="url",
+            value=match_key(url),
+            takedown_id=takedown_id,
+            now=clock.now(),
+        )
+
+
+def tombstones(engine: Engine, article_id: int) -> list[ArticleTombstone]:
+    with new_session(engine) as session:
+        return list(
+            session.scalars(
+                select(ArticleTombstone).where(ArticleTombstone.article_id == article_id)  # type: ignore[arg-type]
+            )
+        )
 
 
 def remove(engine: Engine, clock: FrozenClock, article_id: int, takedown_id: str) -> bool:
@@ -89,6 +115,26 @@ def test_removal_keeps_only_the_tombstone(
         assert row.first_seen_at.isoformat() == "2026-01-05T09:00:00+00:00"
         assert len(row.content_hash) == 64
         assert row.removed_by_takedown_id == takedown_id
+        # The slug kept only as a hash: no word of the title stays.
+        assert row.slug == "~" + hashlib.sha256(article["slug"].encode()).hexdigest()
+        assert not any(word in row.slug for word in ("flood", "river", "town"))
+        content_hash, publisher_id = row.content_hash, row.publisher_id
+    [tombstone] = tombstones(engine, article["id"])
+    assert (
+        tombstone.canonical_url,
+        tombstone.publisher_id,
+        tombstone.first_seen_at.isoformat(),
+        tombstone.content_hash,
+        tombstone.takedown_id,
+        tombstone.restored_at,
+    ) == (
+        article["attribution"]["canonical_url"],
+        publisher_id,
+        "2026-01-05T09:00:00+00:00",
+        content_hash,
+        takedown_id,
+        None,
+    )
 
 
 def test_removed_article_is_gone_from_lists_search_tags_and_counts(
@@ -103,11 +149,13 @@ def test_removed_article_is_gone_from_lists_search_tags_and_counts(
     assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 1
 
 
-def test_reingesting_a_removed_url_is_451_and_blocked_in_a_batch(
+def test_reingesting_a_removed_url_still_blocked_is_451_and_blocked_in_a_batch(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    remove(engine, clock, article["id"], make_takedown(engine, clock))
+    takedown_id = make_takedown(engine, clock)
+    block_url(engine, clock, article["attribution"]["canonical_url"], takedown_id)
+    remove(engine, clock, article["id"], takedown_id)
     response = client.post(
         "/v1/articles",
         json=article_payload(
@@ -122,6 +170,36 @@ def test_reingesting_a_removed_url_is_451_and_blocked_in_a_batch(
     )
     assert batch.json()["items"][0]["status"] == "blocked"
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
+    assert tombstones(engine, article["id"])[0].restored_at is None
+
+
+def test_reingesting_a_removed_url_no_block_holds_publishes_the_same_article_again(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    article = ingest(client, ingest_headers)
+    kept = ingest(client, ingest_headers, 2)
+    remove(engine, clock, article["id"], make_takedown(engine, clock))
+    remove(engine, clock, kept["id"], make_takedown(engine, clock))
+    clock.advance(timedelta(days=1))
+    response = client.post("/v1/articles", json=article_payload(), headers=ingest_headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "updated"
+    assert response.json()["article"]["id"] == article["id"]
+    batch = client.post(
+        "/v1/articles/batch", json={"items": [article_payload(2)]}, headers=ingest_headers
+    )
+    assert batch.json()["items"][0]["status"] == "updated"
+    assert batch.json()["items"][0]["id"] == kept["id"]
+    for restored in (article, kept):
+        assert client.get(f"/v1/articles/{restored['id']}").status_code == 200
+        assert client.get(f"/v1/articles/by-slug/{restored['slug']}").status_code == 200
+        with new_session(engine) as session:
+            row = session.get(Article, restored["id"])
+            assert row is not None and row.removed_at is None
+            assert row.first_seen_at.isoformat() == "2026-01-05T09:00:00+00:00"
+        # The tombstone stays as the record of the removal.
+        assert [t.restored_at for t in tombstones(engine, restored["id"])] == [clock.now()]
+    assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 2
 
 
 def test_removing_twice_changes_nothing(

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from app.articles.urls import InvalidUrl, normalise_url, source_domain
+from app.articles.urls import InvalidUrl, edition_host, match_key, normalise_url, source_domain
 
 
 @pytest.mark.parametrize(
@@ -93,3 +93,49 @@ def test_tracking_parameters_never_change_identity(
 def test_different_paths_never_collide(first: str, second: str) -> None:
     assume(first != second)
     assert normalise_url(_url(first, [])) != normalise_url(_url(second, []))
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        "https://www.reuters.com/world/x-1",
+        "http://reuters.com/world/x-1/",
+        "https://reuters.com/world/./x-1",
+        "https://reuters.com/world/a/../x-1",
+        "https://reuters.com//world///x-1",
+        "https://reuters.com/world/x%2D1",
+        "https://reuters.com/world/%78-1",
+        "https://amp.reuters.com/world/x-1",
+        "https://m.reuters.com/world/x-1?utm_source=twitter#comments",
+        "https://www.m.reuters.com:443/world/x-1",
+    ],
+)
+def test_every_spelling_of_one_url_has_one_matching_key(spelling: str) -> None:
+    assert match_key(spelling) == "reuters.com/world/x-1"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("https://reuters.com/world/x-1", "https://reuters.com/World/x-1"),  # paths keep case
+        ("https://reuters.com/world/x-1", "https://uk.reuters.com/world/x-1"),  # other host
+        ("https://reuters.com/a%2Fb", "https://reuters.com/a/b"),  # an escaped slash is data
+        ("https://reuters.com/x?id=1", "https://reuters.com/x?id=2"),
+        ("https://reuters.com/x", "https://reuters.com:8443/x"),
+    ],
+)
+def test_different_urls_keep_different_matching_keys(first: str, second: str) -> None:
+    assert match_key(first) != match_key(second)
+
+
+def test_edition_prefixes_never_strip_a_registrable_domain() -> None:
+    assert edition_host("www.m.reuters.com") == "reuters.com"
+    assert edition_host("m.co") == "m.co"
+    assert edition_host("www.co.uk") == "www.co.uk"
+    assert edition_host("amp.bbc.co.uk") == "bbc.co.uk"
+
+
+@given(_paths, _params)
+def test_a_matching_key_is_its_own_matching_key(path: str, params: list[tuple[str, str]]) -> None:
+    key = match_key(_url(path, params))
+    assert match_key("https://" + key) == key

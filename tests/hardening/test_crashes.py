@@ -16,17 +16,19 @@ import httpx
 from sqlalchemy import Engine, func, select, text
 
 from app.articles.models import Article, ArticleTag, Publisher
+from app.auth import Scope, create_api_key
+from app.clock import FrozenClock
 from app.db import new_session
 from app.models import metadata
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import Block, Takedown, TakedownTarget
 from tests.articles.factories import article_payload
 from tests.hardening.servers import Server, kill_inside_write_transaction, write_probe
-from tests.takedowns.factories import filing
+from tests.takedowns.factories import bearer, filing
 
 BATCH = 500
 HOST = "crash-daily.com"
-ARTICLE_TABLES = {"articles", "article_tags", "publishers", "api_keys"}
+ARTICLE_TABLES = {"articles", "article_tags", "article_match_keys", "publishers", "api_keys"}
 
 
 def batch_items(first: int, count: int = BATCH) -> list[dict[str, Any]]:
@@ -144,15 +146,29 @@ def rows_outside_articles(engine: Engine) -> dict[str, int]:
     return counts
 
 
+def publisher_key(engine: Engine, domain: str) -> str:
+    """A publisher key bound to `domain`, as a DNS verification would earn it."""
+    with new_session(engine) as session, session.begin():
+        _, secret = create_api_key(
+            session=session,
+            name=f"publisher {domain}",
+            scope=Scope.publisher,
+            domain=domain,
+            now=FrozenClock().now(),
+        )
+    return secret
+
+
 def test_takedown_filing_killed_mid_transaction_leaves_all_or_nothing(
     start_server: Callable[..., Server],
     database_url: str,
     engine: Engine,
     ingest_headers: dict[str, str],
 ) -> None:
-    # A whole-domain request from a verified claimant: one request, 1,500 targets and 1,500
-    # queued removals, written in one transaction.
-    env = {"BYLINE_TAKEDOWN_MAX_AUTO_TARGETS": "100000"}
+    # A whole-domain request with the domain's publisher key (the one filing that takes
+    # effect at once): one request, 1,500 targets and 1,500 queued removals, written in
+    # one transaction.
+    env = {"BYLINE_TAKEDOWN_MAX_PUBLISHER_TARGETS": "100000"}
     server = start_server(**env)
     for first in range(0, 1500, BATCH):
         response = httpx.post(
@@ -163,18 +179,20 @@ def test_takedown_filing_killed_mid_transaction_leaves_all_or_nothing(
         )
         assert response.json()["counts"] == {"created": BATCH}
     body = filing(domain=HOST, claimant={"email": f"legal@{HOST}"})
+    publisher = bearer(publisher_key(engine, HOST))
     assert set(rows_outside_articles(engine).values()) == {0}
 
     with write_probe(database_url) as probe:
-        send_in_background(f"{server.url}/v1/takedowns", body, {})
+        send_in_background(f"{server.url}/v1/takedowns", body, publisher)
         killed_inside = kill_inside_write_transaction(server, probe, timeout=60)
 
     assert killed_inside, "the filing committed before the server could be frozen"
     assert set(rows_outside_articles(engine).values()) == {0}, rows_outside_articles(engine)
 
     restarted = start_server(**env)
-    response = httpx.post(f"{restarted.url}/v1/takedowns", json=body, timeout=60)
+    response = httpx.post(f"{restarted.url}/v1/takedowns", json=body, headers=publisher, timeout=60)
     assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
     takedown_id = response.json()["id"]
     with new_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Takedown)) == 1
@@ -193,6 +211,10 @@ def test_takedown_filing_killed_mid_transaction_leaves_all_or_nothing(
     assert len(article_ids) == 1500
     assert sorted(jobs) == sorted(article_ids)
     assert blocks == [HOST]
-    duplicate = httpx.post(f"{restarted.url}/v1/takedowns", json=body, timeout=60)
-    assert duplicate.status_code == 200
-    assert duplicate.json()["id"] == takedown_id
+    # Sent again, it is a request of its own, linked to the first for operators only.
+    again = httpx.post(f"{restarted.url}/v1/takedowns", json=body, headers=publisher, timeout=60)
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] != takedown_id
+    with new_session(engine) as session:
+        repeated = session.get(Takedown, again.json()["id"])
+        assert repeated is not None and repeated.duplicate_of == takedown_id

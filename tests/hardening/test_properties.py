@@ -7,10 +7,11 @@ from urllib.parse import quote, unquote
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
 
 from app.articles.urls import TRACKING_PARAMETERS, InvalidUrl, normalise_url
 from tests.articles.factories import ingest
-from tests.takedowns.factories import file, filing
+from tests.takedowns.factories import file_confirmed, filing
 
 BASE = "https://news.example.com"
 _text = st.text(
@@ -95,6 +96,7 @@ _LISTS = [
 @given(st.data())
 def test_any_tampered_cursor_is_a_400_problem_on_every_list(
     client: TestClient,
+    engine: Engine,
     ingest_headers: dict[str, str],
     admin_headers: dict[str, str],
     data: st.DataObject,
@@ -102,7 +104,8 @@ def test_any_tampered_cursor_is_a_400_problem_on_every_list(
     path, params = data.draw(st.sampled_from(_LISTS))
     # A cursor this API issued, for the list drawn (sealed per list: a listing cursor on a
     # search, or an audit cursor on blocks, is tampering too).
-    cursor = data.draw(st.sampled_from(_issued_cursors(client, ingest_headers, admin_headers)))
+    issued = _issued_cursors(client, engine, ingest_headers, admin_headers)
+    cursor = data.draw(st.sampled_from(issued))
     index = data.draw(st.integers(min_value=0, max_value=len(cursor) - 1))
     tampered = cursor[:index] + data.draw(st.sampled_from(_ALPHABET)) + cursor[index + 1 :]
     assume(tampered != cursor)
@@ -121,15 +124,20 @@ _CURSORS: dict[int, list[str]] = {}
 
 
 def _issued_cursors(
-    client: TestClient, ingest_headers: dict[str, str], admin_headers: dict[str, str]
+    client: TestClient,
+    engine: Engine,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
 ) -> list[str]:
     """Real cursors of every paged list, made once per test (the database lives that long)."""
     key = id(client)
     if key not in _CURSORS:
         for n in range(3):
             ingest(client, ingest_headers, n)
-            file(
+            # Confirmed, so that its URL is blocked (and the blocks list has pages).
+            file_confirmed(
                 client,
+                engine,
                 filing([f"https://www.reuters.com/world/{n}"], claimant={"email": f"{n}@x.org"}),
             )
         cursors = []

@@ -10,6 +10,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,11 +174,12 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(database_url: str, smtp_server: SmtpServer) -> Settings:
+def settings(database_url: str, smtp_server: SmtpServer, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         scheduler="off",
         public_base_url="https://news.example",
+        mail_dir=tmp_path / "mail",
         smtp_url=f"smtp://127.0.0.1:{smtp_server.port}?starttls=off",  # type: ignore[arg-type]
         smtp_from="byline <noreply@news.example>",
         webhook_timeout_seconds=5,

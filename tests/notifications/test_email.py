@@ -5,6 +5,8 @@ import logging
 import re
 import ssl
 from datetime import timedelta
+from email import message_from_bytes
+from email.policy import default
 from typing import Any
 
 import pytest
@@ -24,9 +26,13 @@ from tests.notifications.factories import emails, our_logs
 from tests.takedowns.factories import (
     CLAIMANT_EMAIL,
     CLAIMANT_NAME,
+    confirm,
+    confirmation_code,
     file,
+    file_confirmed,
     filing,
     ingest,
+    load,
     tick,
 )
 
@@ -34,13 +40,14 @@ UNMATCHED = {"email": "agent@rights.example.org"}
 LEASE = timedelta(seconds=60)
 
 
-def file_verified(client: TestClient, headers: dict[str, str], n: int = 1) -> dict[str, Any]:
-    """A request from the article's own domain: its removal runs at the next tick."""
+def file_request(client: TestClient, headers: dict[str, str], n: int = 1) -> dict[str, Any]:
+    """File a request for a new article from the claimant's own domain: its receipt, with
+    the confirmation link, is the one e-mail in the outbox."""
     article = ingest(client, headers, n)
     return file(client, filing([article["id"]]))
 
 
-def test_receipt_has_the_status_link_and_the_deadline_in_text_and_html(
+def test_receipt_has_the_confirmation_link_the_status_link_and_the_deadline_in_text_and_html(
     client: TestClient,
     ingest_headers: dict[str, str],
     engine: Engine,
@@ -49,6 +56,7 @@ def test_receipt_has_the_status_link_and_the_deadline_in_text_and_html(
 ) -> None:
     article = ingest(client, ingest_headers)
     filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+    code = confirmation_code(engine, filed["id"])
 
     result = make_notifier().run_once()
 
@@ -58,24 +66,27 @@ def test_receipt_has_the_status_link_and_the_deadline_in_text_and_html(
     assert arrived.mail_from == "noreply@news.example"
     message = arrived.message
     assert message["To"] == "agent@rights.example.org"
-    assert message["Subject"] == "Removal request received: due by 6 January 2026, 09:00 UTC"
+    assert message["Subject"] == "Confirm your removal request (due by 6 January 2026, 09:00 UTC)"
     assert message["Auto-Submitted"] == "auto-generated"
     assert message.get_content_type() == "multipart/alternative"
     text, html = arrived.part("plain"), arrived.part("html")
-    token = filed["status_token"]
-    link = f"https://news.example/takedown/{filed['id']}?token={token}"
+    status_link = f"https://news.example/takedown/{filed['id']}?token={filed['status_token']}"
+    confirm_link = f"https://news.example/takedown/{filed['id']}/confirm?code={code}"
     for part in (text, html):
-        assert link in part
-        assert "Tuesday 6 January 2026, 09:00 UTC" in part  # the deadline
+        assert confirm_link in part
+        assert status_link in part
         assert filed["id"] in part
+        assert "Nothing is removed or blocked until you confirm" in part
         assert "after a short review, at Monday 5 January 2026, 13:00 UTC" in part
-    assert f'href="{link}"' in html
-    # The link works: it is the claimant's status page.
-    page = client.get(link.removeprefix("https://news.example"))
-    assert page.status_code == 200
-    # Sent: the token is no longer kept in the outbox.
+    assert f'href="{confirm_link}"' in html and f'href="{status_link}"' in html
+    # Both links work: the status page, and the page with the button (which confirms nothing).
+    assert client.get(status_link.removeprefix("https://news.example")).status_code == 200
+    assert client.get(confirm_link.removeprefix("https://news.example")).status_code == 200
+    assert load(engine, filed["id"]).email_confirmed_at is None
+    # Sent: neither the token nor the code is kept in the outbox any longer.
     [row] = emails(engine)
-    assert (row.kind, row.status, row.secret, row.attempts) == ("receipt", "sent", None, 1)
+    assert (row.kind, row.status, row.attempts) == ("receipt", "sent", 1)
+    assert (row.secret, row.confirmation_code) == (None, None)
 
 
 def test_rejection_carries_the_statement_of_reasons_escaped_in_html(
@@ -98,11 +109,12 @@ def test_rejection_carries_the_statement_of_reasons_escaped_in_html(
     assert make_notifier().run_once().emails_sent == 2
 
     receipt, rejection = smtp_server.messages
-    assert receipt.message["Subject"].startswith("Removal request received")
+    assert receipt.message["Subject"].startswith("Confirm your removal request")
     assert rejection.message["Subject"] == "Your removal request was rejected"
     assert reasons in rejection.part("plain")
     assert "The article quotes &#34;Tom &amp; Jerry&#34; under a licence" in rejection.part("html")
-    assert "token=" not in rejection.part("plain")  # only the receipt carries the link
+    # Only the receipt carries the links.
+    assert "token=" not in rejection.part("plain") and "code=" not in rejection.part("plain")
 
 
 def test_escalation_approval_and_completion_each_send_one_email_in_order(
@@ -116,7 +128,7 @@ def test_escalation_approval_and_completion_each_send_one_email_in_order(
     make_notifier: MakeNotifier,
 ) -> None:
     first, second = ingest(client, ingest_headers, 1), ingest(client, ingest_headers, 2)
-    filed = file(client, filing([first["id"], second["id"]], claimant=UNMATCHED))
+    filed = file_confirmed(client, engine, filing([first["id"], second["id"]], claimant=UNMATCHED))
     for action in ("escalate", "approve"):
         response = client.post(f"/v1/admin/takedowns/{filed['id']}/{action}", headers=admin_headers)
         assert response.status_code == 200, response.text
@@ -136,44 +148,82 @@ def test_escalation_approval_and_completion_each_send_one_email_in_order(
     assert [row.kind for row in emails(engine)] == ["receipt", "escalated", "approved", "completed"]
 
 
-def test_a_request_completed_at_filing_sends_the_receipt_first(
-    client: TestClient,
-    ingest_headers: dict[str, str],
-    smtp_server: SmtpServer,
-    make_notifier: MakeNotifier,
-) -> None:
-    # Names only a URL we never published: blocked at once, nothing to remove.
-    filed = file(client, filing(["https://www.reuters.com/world/never-seen"]))
-    assert filed["status"] == "completed"
-
-    make_notifier().run_once()
-
-    subjects = [arrived.message["Subject"] for arrived in smtp_server.messages]
-    assert subjects[0].startswith("Removal request received")
-    assert subjects[1].endswith("completed")
-    assert "Nothing was left to remove." in smtp_server.messages[1].part("plain")
-
-
-def test_without_an_smtp_url_emails_are_recorded_as_skipped(
+def test_an_address_nobody_confirmed_gets_its_receipt_and_nothing_when_it_goes_to_an_operator(
     client: TestClient,
     ingest_headers: dict[str, str],
     engine: Engine,
     settings: Settings,
     clock: FrozenClock,
     smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
 ) -> None:
-    file_verified(client, ingest_headers)
+    filed = file_request(client, ingest_headers)
+    clock.advance(settings.takedown_review_window)
+    assert tick(engine, settings, clock).requests_advanced == 1
+    assert load(engine, filed["id"]).status == "escalated"
+
+    assert make_notifier().run_once().emails_sent == 1
+
+    [receipt] = smtp_server.messages
+    assert receipt.message["Subject"].startswith("Confirm your removal request")
+    assert [row.kind for row in emails(engine)] == ["receipt"]
+
+
+def test_a_request_naming_only_unseen_urls_completes_once_confirmed_and_mails_in_order(
+    client: TestClient,
+    engine: Engine,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    """Before, such a request completed at filing, its blocks acting at once for anyone who
+    typed an address. Now it waits for the confirmation (here, from the URL's own domain)."""
+    filed = file(client, filing(["https://www.reuters.com/world/never-seen"]))
+    assert filed["status"] == "received"
+    assert confirm(client, engine, filed["id"])["status"] == "completed"
+
+    make_notifier().run_once()
+
+    subjects = [arrived.message["Subject"] for arrived in smtp_server.messages]
+    assert subjects[0].startswith("Confirm your removal request")
+    assert subjects[1].endswith("completed")
+    assert "Nothing was left to remove." in smtp_server.messages[1].part("plain")
+
+
+def test_without_an_smtp_url_each_email_is_written_to_a_file_named_in_one_log_line(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    filed = file_request(client, ingest_headers)
+    code = confirmation_code(engine, filed["id"])
     unset = settings.model_copy(update={"smtp_url": None})
     runner = NotificationRunner(engine=engine, settings=unset, clock=clock)
 
-    assert runner.run_once().emails_skipped == 1
-
-    [row] = emails(engine)
-    assert row.status == "skipped"
-    assert row.secret is None
-    assert row.last_error == "BYLINE_SMTP_URL is not set: recorded, not sent"
-    assert smtp_server.messages == []
+    with caplog.at_level(logging.DEBUG):
+        assert runner.run_once().emails_sent == 1
     runner.close()
+
+    [path] = sorted(settings.mail_dir.iterdir())
+    assert path.suffix == ".eml"
+    assert CLAIMANT_EMAIL not in path.name
+    written = message_from_bytes(path.read_bytes(), policy=default)
+    assert written["To"] == CLAIMANT_EMAIL
+    assert written["Subject"].startswith("Confirm your removal request")
+    text = written.get_body(preferencelist=("plain",))
+    assert text is not None
+    confirm_link = f"https://news.example/takedown/{filed['id']}/confirm?code={code}"
+    assert confirm_link in text.get_content()  # type: ignore[attr-defined]
+    logged = our_logs(caplog)
+    [line] = [line for line in logged.splitlines() if path.name in line]
+    assert line.startswith(f"e-mail written to {path}")
+    assert CLAIMANT_EMAIL not in logged and CLAIMANT_NAME not in logged
+    [row] = emails(engine)
+    assert (row.status, row.secret, row.confirmation_code) == ("sent", None, None)
+    assert smtp_server.messages == []
 
 
 def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(
@@ -184,7 +234,7 @@ def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(
     smtp_server: SmtpServer,
     make_notifier: MakeNotifier,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
     smtp_server.inbox.rcpt_answers = ["451 4.3.0 Mailbox temporarily unavailable"]
     runner = make_notifier()
 
@@ -211,7 +261,7 @@ def test_a_permanent_refusal_fails_at_once_and_never_names_the_claimant(
     make_notifier: MakeNotifier,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
     smtp_server.inbox.rcpt_answers = [f"550 5.1.1 <{CLAIMANT_EMAIL}>: no such user"]
 
     with caplog.at_level(logging.DEBUG):
@@ -234,7 +284,7 @@ def test_server_down_then_back_sends_every_email_once(
     make_notifier: MakeNotifier,
 ) -> None:
     for n in (1, 2, 3):
-        file_verified(client, ingest_headers, n)
+        file_request(client, ingest_headers, n)
     smtp_server.stop()
     runner = make_notifier()
 
@@ -264,7 +314,7 @@ def test_an_email_queued_twice_for_one_event_is_sent_once(
     from app.notifications.outbox import notify_claimant
     from app.takedowns.models import Takedown
 
-    filed = file_verified(client, ingest_headers)
+    filed = file_request(client, ingest_headers)
     with new_session(writer(engine)) as session, session.begin():
         takedown = session.get(Takedown, filed["id"])
         assert takedown is not None
@@ -285,7 +335,7 @@ def test_a_runner_that_died_before_the_hand_over_is_replaced_and_the_email_sent_
     smtp_server: SmtpServer,
     make_notifier: MakeNotifier,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
     with new_session(writer(engine)) as session, session.begin():
         [claimed] = claim_due_emails(
             session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
@@ -314,7 +364,7 @@ def test_a_runner_that_died_during_the_hand_over_is_never_sent_again(
     make_notifier: MakeNotifier,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
     with new_session(writer(engine)) as session, session.begin():
         [claimed] = claim_due_emails(
             session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
@@ -346,7 +396,7 @@ def test_a_lost_connection_during_the_hand_over_is_not_retried(
     smtp_server: SmtpServer,
     make_notifier: MakeNotifier,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
 
     class DropsDuringData(SmtpMailer):
         def send(self, message: Any, *, recipient: str, before_data: Any) -> None:
@@ -375,7 +425,7 @@ def test_an_email_failing_for_the_whole_window_is_given_up(
     smtp_server: SmtpServer,
     make_notifier: MakeNotifier,
 ) -> None:
-    file_verified(client, ingest_headers)
+    file_request(client, ingest_headers)
     smtp_server.stop()
     runner = make_notifier()
     runner.run_once()
@@ -416,7 +466,7 @@ def test_starttls_is_required_and_used_with_the_credentials_of_the_url(
     plain = SmtpServer()
     plain.start()
     try:
-        file_verified(client, ingest_headers)
+        file_request(client, ingest_headers)
         client_context = ssl.create_default_context()
         authority.configure_trust(client_context)
         url = parse_smtp_url(f"smtp://mailer:p%40ss%20word@127.0.0.1:{secure.port}")
@@ -429,7 +479,7 @@ def test_starttls_is_required_and_used_with_the_credentials_of_the_url(
         assert len(secure.messages) == 1
 
         # A server that does not offer STARTTLS is refused, never written to in clear.
-        file_verified(client, ingest_headers, 2)
+        file_request(client, ingest_headers, 2)
         clear = parse_smtp_url(f"smtp://mailer:secret@127.0.0.1:{plain.port}")
         refusing = SmtpMailer(clear, sender=settings.email_sender, timeout=5)
         assert make_notifier(mailer=refusing).run_once().email_retries == 1

@@ -30,7 +30,7 @@ from tests.takedowns.factories import (
     CLAIMANT_NAME,
     EXPLANATION,
     assert_problem,
-    file,
+    file_confirmed,
     filing,
     ingest,
     tick,
@@ -168,7 +168,7 @@ def test_article_events_are_signed_and_carry_the_urls_a_cache_needs(
     secret = register(client, admin_headers, receiver.url)["secret"]
     article = ingest(client, ingest_headers, 1)
     update_article(client, ingest_headers, 1, "A new title")
-    filed = file(client, filing([article["id"]]))
+    filed = file_confirmed(client, engine, filing([article["id"]]))
     assert tick(engine, settings, clock).removed == 1
 
     result = make_notifier().run_once()
@@ -233,7 +233,7 @@ def test_an_endpoint_gets_only_the_kinds_it_subscribed_to(
     register(client, admin_headers, receiver.url, ["article.removed"])
     article = ingest(client, ingest_headers, 1)
     ingest(client, ingest_headers, 2)
-    file(client, filing([article["id"]]))
+    file_confirmed(client, engine, filing([article["id"]]))
     tick(engine, settings, clock)
 
     make_notifier().run_once()
@@ -253,7 +253,8 @@ def test_article_removed_is_due_at_the_removal_and_goes_out_at_the_next_tick(
     make_notifier: MakeNotifier,
 ) -> None:
     article = ingest(client, ingest_headers, 1)
-    filed = file(client, filing([article["id"]], claimant={"email": "agent@rights.example.org"}))
+    body = filing([article["id"]], claimant={"email": "agent@rights.example.org"})
+    filed = file_confirmed(client, engine, body)
     register(client, admin_headers, receiver.url, ["article.removed"])
     clock.advance(timedelta(hours=4))  # the review window
     assert tick(engine, settings, clock).removed == 1
@@ -329,7 +330,7 @@ def test_receiver_down_for_a_while_then_back_gets_everything_exactly_once_in_ord
     ids = [ingest(client, ingest_headers, n)["id"] for n in range(1, 6)]
     for n in (1, 2, 3):
         update_article(client, ingest_headers, n, f"Corrected headline {n}")
-    file(client, filing([ids[0], ids[1]]))
+    file_confirmed(client, engine, filing([ids[0], ids[1]]))
     tick(engine, settings, clock)
 
     # Down for three hours: every tick fails fast (connection refused); backoff grows.

@@ -17,7 +17,7 @@ from app.clock import FrozenClock
 from tests.notifications.conftest import MakeNotifier, Receiver
 from tests.notifications.factories import deliveries, register
 from tests.scheduler.test_worker_process import TIMEOUT, Worker
-from tests.takedowns.factories import ingest
+from tests.takedowns.factories import file, filing, ingest
 
 
 @pytest.fixture
@@ -25,6 +25,8 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
     started: list[Worker] = []
 
     def start(*args: str, **env: str) -> Worker:
+        # No SMTP here: e-mails go to files in the test's directory, not the repository.
+        env = {"BYLINE_MAIL_DIR": str(tmp_path / "mail"), **env}
         worker = Worker(database_url, tmp_path / f"worker-{len(started)}.log", *args, **env)
         started.append(worker)
         return worker
@@ -88,15 +90,18 @@ def test_worker_once_delivers_due_events_and_says_so(
     clock: FrozenClock,
     receiver: Receiver,
     start_worker: Callable[..., Worker],
+    tmp_path: Path,
 ) -> None:
     clock.set(datetime.now(UTC))
     register(client, admin_headers, receiver.url)
     for n in (1, 2, 3):
         ingest(client, ingest_headers, n)
+    file(client, filing([1]))  # its receipt: without SMTP, written to a file
 
     worker = start_worker("--once")
 
     assert worker.wait() == 0, worker.output()
-    assert "webhooks delivered 3, e-mails sent 0, e-mails skipped 0" in worker.output()
+    assert "webhooks delivered 3, e-mails sent 1" in worker.output()
     assert len(receiver.accepted()) == 3
     assert {d.status for d in deliveries(engine)} == {"delivered"}
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1

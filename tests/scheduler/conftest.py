@@ -1,6 +1,7 @@
 """Runners on the test database with a FrozenClock; they never sleep."""
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -14,11 +15,12 @@ MakeRunner = Callable[..., RemovalRunner]
 
 
 @pytest.fixture
-def settings(database_url: str) -> Settings:
+def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         database_url=database_url,
         scheduler="off",
         public_base_url="https://news.example",
+        mail_dir=tmp_path / "mail",
         scheduler_batch_size=10,
         scheduler_lease_seconds=60,
         scheduler_max_attempts=3,

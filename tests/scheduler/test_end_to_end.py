@@ -1,5 +1,6 @@
-"""From filing to 451 through the real API: the review window, a verified claimant, withdrawal,
-rejection, escalation, and the scheduler embedded in the API process."""
+"""From filing to 451 through the real API: the confirmed address, the review window, a claimant
+at the targets' domain, withdrawal, rejection, escalation, and the scheduler embedded in the
+API process."""
 
 import threading
 import time
@@ -15,21 +16,49 @@ from app.main import create_app
 from app.scheduler.queue import claim_due_removals
 from tests.scheduler.conftest import MakeRunner
 from tests.scheduler.factories import jobs, removal_audit_counts, removed_article_ids
-from tests.takedowns.factories import file, filing, ingest
+from tests.takedowns.factories import file, file_confirmed, filing, ingest, load
 
 UNVERIFIED = {"email": "someone@mail.example"}
 
 
-def test_a_filing_waits_out_the_review_window_then_the_next_tick_removes_it(
+def test_an_unconfirmed_filing_is_never_removed_and_goes_to_an_operator_after_the_window(
     client: TestClient,
     ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    make_runner: MakeRunner,
+    settings: Settings,
+) -> None:
+    """The attack: anyone could type an address and have the article gone when the review
+    window ended. Now an address nobody confirmed removes nothing, ever."""
+    article = ingest(client, ingest_headers)
+    filed_at = clock.now()
+    filed = file(client, filing([article["id"]], claimant=UNVERIFIED))
+    assert (filed["status"], filed["confirmation"]) == ("received", "emailed")
+    runner = make_runner()
+
+    clock.set(filed_at + settings.takedown_review_window)
+    result = runner.run_once(clock.now())
+
+    assert (result.claimed, result.removed, result.requests_advanced) == (0, 0, 1)
+    assert load(engine, filed["id"]).status == "escalated"
+    assert runner.run_once(clock.advance(timedelta(hours=19))).claimed == 0
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 200
+    assert removed_article_ids(engine) == set()
+
+
+def test_a_confirmed_filing_waits_out_the_review_window_then_the_next_tick_removes_it(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
     clock: FrozenClock,
     make_runner: MakeRunner,
     settings: Settings,
 ) -> None:
     article = ingest(client, ingest_headers)
     filed_at = clock.now()
-    filed = file(client, filing([article["id"]], claimant=UNVERIFIED))
+    filed = file_confirmed(client, engine, filing([article["id"]], claimant=UNVERIFIED))
+    assert filed["status"] == "queued"
     window = settings.takedown_review_window
     runner = make_runner()
 
@@ -44,7 +73,7 @@ def test_a_filing_waits_out_the_review_window_then_the_next_tick_removes_it(
     assert (status["status"], status["completed_at"]) == ("completed", "2026-01-05T13:00:00Z")
 
 
-def test_a_verified_claimants_filing_is_removed_at_the_next_tick(
+def test_a_confirmed_claimant_at_the_targets_domain_is_removed_at_the_next_tick(
     client: TestClient,
     ingest_headers: dict[str, str],
     engine: Engine,
@@ -52,7 +81,8 @@ def test_a_verified_claimants_filing_is_removed_at_the_next_tick(
     make_runner: MakeRunner,
 ) -> None:
     articles = [ingest(client, ingest_headers, n) for n in (1, 2)]
-    file(client, filing([a["id"] for a in articles]))  # legal@reuters.com, reuters.com articles
+    # legal@reuters.com, reuters.com articles
+    file_confirmed(client, engine, filing([a["id"] for a in articles]))
 
     result = make_runner().run_once(clock.advance(timedelta(seconds=5)))
 
@@ -71,8 +101,8 @@ def test_withdrawn_and_rejected_filings_remove_nothing(
     settings: Settings,
 ) -> None:
     first, second = ingest(client, ingest_headers, 1), ingest(client, ingest_headers, 2)
-    withdrawn = file(client, filing([first["id"]], claimant=UNVERIFIED))
-    rejected = file(client, filing([second["id"]], claimant=UNVERIFIED))
+    withdrawn = file_confirmed(client, engine, filing([first["id"]], claimant=UNVERIFIED))
+    rejected = file_confirmed(client, engine, filing([second["id"]], claimant=UNVERIFIED))
     clock.advance(timedelta(hours=1))
 
     response = client.post(
@@ -106,7 +136,7 @@ def test_a_request_escalated_while_its_row_ran_is_removed_once_approved(
     admin_headers: dict[str, str],
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(client, filing([article["id"]]))
+    filed = file_confirmed(client, engine, filing([article["id"]]))
     runner = make_runner()
     with new_session(writer(engine)) as session, session.begin():
         [job] = claim_due_removals(
@@ -141,7 +171,7 @@ def test_the_embedded_scheduler_removes_due_rows_and_stops_with_the_app(
     app = create_app(embedded, engine=engine, clock=clock)
     with TestClient(app) as client:
         article = ingest(client, ingest_headers)
-        file(client, filing([article["id"]]))
+        file_confirmed(client, engine, filing([article["id"]]))
         # The runner thread ticks on its own; wait for it (bounded), never for a fixed time.
         deadline = time.monotonic() + 20
         while not removed_article_ids(engine) and time.monotonic() < deadline:

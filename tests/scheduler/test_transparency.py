@@ -27,72 +27,97 @@ def request(
     completed_after: timedelta | None = None,
     decided_after: timedelta | None = None,
     escalated: bool = False,
+    removed_article: int | None = None,
 ) -> str:
+    """A request as the figures see it; `removed_article` gives it the `removed` audit row
+    of a removal it carried out (without one, a completed request removed nothing)."""
     received_at = at(received)
+    completed_at = received_at + completed_after if completed_after is not None else None
     takedown_id = make_takedown(
         engine,
         received_at=received_at,
         reason=reason,
         status=status,
-        completed_at=received_at + completed_after if completed_after else None,
-        decided_at=received_at + decided_after if decided_after else None,
+        completed_at=completed_at,
+        decided_at=received_at + decided_after if decided_after is not None else None,
     )
+    events = []
     if escalated:
-        with new_session(writer(engine)) as session, session.begin():
-            session.add(
-                AuditEvent(
-                    at=received_at,
-                    actor="policy",
-                    action="escalated",
-                    takedown_id=takedown_id,
-                    from_status="received",
-                    to_status="escalated",
-                )
+        events.append(
+            AuditEvent(
+                at=received_at,
+                actor="policy",
+                action="escalated",
+                takedown_id=takedown_id,
+                from_status="received",
+                to_status="escalated",
             )
+        )
+    if removed_article is not None:
+        events.append(
+            AuditEvent(
+                at=completed_at or received_at,
+                actor="scheduler",
+                action="removed",
+                takedown_id=takedown_id,
+                article_id=removed_article,
+            )
+        )
+    with new_session(writer(engine)) as session, session.begin():
+        session.add_all(events)
     return takedown_id
 
 
 H = 3600
-# Eleven requests, and what each contributes to the figures at NOW (2026-03-10 12:00).
-# (received, reason, status, seconds to completion, seconds to decision, ever escalated)
+# Thirteen requests, and what each contributes to the figures at NOW (2026-03-10 12:00).
+# (received, reason, status, seconds to completion, seconds to decision, ever escalated,
+#  removed an article)
 REQUESTS = [
     # January 2026
-    ("2026-01-05T09:00", "copyright", "completed", 30, None, False),  # A: on time
-    ("2026-01-06T10:00", "copyright", "completed", 4 * H, None, False),  # B: on time
-    ("2026-01-07T00:00", "privacy", "completed", 26 * H, None, False),  # C: late, a breach
-    ("2026-01-10T12:00", "owner_request", "completed", 1.5 * H, None, True),  # D: on time
-    ("2026-01-12T08:00", "copyright", "rejected", None, 2 * H, True),  # E: answered in time
-    ("2026-01-20T08:00", "defamation", "withdrawn", None, None, False),  # F
-    ("2026-01-30T08:00", "other", "escalated", None, None, False),  # G: unanswered, past due
-    ("2026-01-31T23:59:59", "copyright", "completed", 86_399, None, False),  # K: 1 s inside
+    ("2026-01-05T09:00", "copyright", "completed", 30, None, False, True),  # A: on time
+    ("2026-01-06T10:00", "copyright", "completed", 4 * H, None, False, True),  # B: on time
+    ("2026-01-07T00:00", "privacy", "completed", 26 * H, None, False, True),  # C: late, a breach
+    ("2026-01-10T12:00", "owner_request", "completed", 1.5 * H, None, True, True),  # D: on time
+    ("2026-01-12T08:00", "copyright", "rejected", None, 2 * H, True, False),  # E: answered in time
+    ("2026-01-15T08:00", "copyright", "completed", 0, None, False, False),  # L: matched nothing
+    ("2026-01-20T08:00", "defamation", "withdrawn", None, None, False, False),  # F
+    ("2026-01-30T08:00", "other", "escalated", None, None, False, False),  # G: unanswered, past due
+    ("2026-01-31T23:59:59", "copyright", "completed", 86_399, None, False, True),  # K: 1 s inside
     # February 2026
-    ("2026-02-01T00:00", "copyright", "completed", 10 * H, None, False),  # H: on time
-    ("2026-02-14T00:00", "privacy", "rejected", None, 48 * H, True),  # J: answered late
+    ("2026-02-01T00:00", "copyright", "completed", 10 * H, None, False, True),  # H: on time
+    ("2026-02-14T00:00", "privacy", "rejected", None, 48 * H, True, False),  # J: answered late
+    ("2026-02-20T00:00", "owner_request", "completed", 0, None, False, False),  # M: matched nothing
     # March 2026
-    ("2026-03-10T00:00", "copyright", "queued", None, None, False),  # I: due tomorrow
+    ("2026-03-10T00:00", "copyright", "queued", None, None, False, False),  # I: due tomorrow
 ]  # fmt: skip
 
 
 @pytest.fixture
 def requests(engine: Engine, clock: FrozenClock) -> None:
     clock.set(NOW)
-    for received, reason, status, to_completion, to_decision, escalated in REQUESTS:
+    for n, row in enumerate(REQUESTS, start=1):
+        received, reason, status, to_completion, to_decision, escalated, removed = row
         request(
             engine,
             received,
             reason,
             status,
-            completed_after=timedelta(seconds=to_completion) if to_completion else None,
-            decided_after=timedelta(seconds=to_decision) if to_decision else None,
-            escalated=bool(escalated),
+            completed_after=timedelta(seconds=to_completion) if to_completion is not None else None,
+            decided_after=timedelta(seconds=to_decision) if to_decision is not None else None,
+            escalated=escalated,
+            removed_article=n if removed else None,
         )
 
 
-def outcomes(received: int, completed: int = 0, rejected: int = 0, withdrawn: int = 0,
+def outcomes(received: int, completed: int = 0, removed_content: int = 0,
+             removed_nothing: int = 0, rejected: int = 0, withdrawn: int = 0,
              escalated: int = 0, open: int = 0) -> dict[str, int]:  # fmt: skip
+    assert removed_content + removed_nothing == completed
     return {
         "received": received,
         "completed": completed,
+        "removed_content": removed_content,
+        "removed_nothing": removed_nothing,
         "rejected": rejected,
         "withdrawn": withdrawn,
         "escalated": escalated,
@@ -108,22 +133,26 @@ def test_all_time_figures_match_the_hand_computed_ones(client: TestClient) -> No
     assert response.headers["cache-control"] == "public, max-age=60"
     body = response.json()
     assert body["period"] == {"month": None, "received_from": None, "received_before": None}
-    assert body["totals"] == outcomes(11, completed=6, rejected=2, withdrawn=1, escalated=4,
-                                      open=2)  # fmt: skip
+    assert body["totals"] == outcomes(13, completed=8, removed_content=6, removed_nothing=2,
+                                      rejected=2, withdrawn=1, escalated=4, open=2)  # fmt: skip
     assert body["by_reason"] == [
-        {"reason": "copyright", **outcomes(6, completed=4, rejected=1, escalated=1, open=1)},
-        {"reason": "owner_request", **outcomes(1, completed=1, escalated=1)},
-        {"reason": "privacy", **outcomes(2, completed=1, rejected=1, escalated=1)},
+        {"reason": "copyright", **outcomes(7, completed=5, removed_content=4, removed_nothing=1,
+                                           rejected=1, escalated=1, open=1)},
+        {"reason": "owner_request", **outcomes(2, completed=2, removed_content=1,
+                                               removed_nothing=1, escalated=1)},
+        {"reason": "privacy", **outcomes(2, completed=1, removed_content=1, rejected=1,
+                                         escalated=1)},
         {"reason": "defamation", **outcomes(1, withdrawn=1)},
         {"reason": "other", **outcomes(1, escalated=1, open=1)},
-    ]
-    # Durations sorted: 30, 5400, 14400, 36000, 86399, 93600.
+    ]  # fmt: skip
+    # Removals only (L and M removed nothing): 30, 5400, 14400, 36000, 86399, 93600. With
+    # L's and M's 0 s counted the median would fall to (5,400 + 14,400) / 2 = 9,900.
     assert body["time_to_removal"] == {
-        "completed": 6,
+        "requests": 6,
         "median_seconds": 25_200.0,  # (14,400 + 36,000) / 2
         "p95_seconds": 93_600.0,  # rank ceil(0.95 * 6) = 6
     }
-    # On time A B D H K = 5, over completed 6 + open past due 1 (G).
+    # On time A B D H K = 5, over removals 6 + open past due 1 (G); L and M in neither.
     assert body["share_within_24h"] == 5 / 7
     assert body["breaches"] == {
         "total": 3,
@@ -144,11 +173,12 @@ def test_figures_by_month_count_requests_received_in_that_month(client: TestClie
         "received_from": "2026-01-01T00:00:00Z",
         "received_before": "2026-02-01T00:00:00Z",
     }
-    assert january["totals"] == outcomes(8, completed=5, rejected=1, withdrawn=1, escalated=3,
+    assert january["totals"] == outcomes(9, completed=6, removed_content=5, removed_nothing=1,
+                                         rejected=1, withdrawn=1, escalated=3,
                                          open=1)  # fmt: skip
-    # Durations sorted: 30, 5400, 14400, 86399, 93600.
+    # Removals sorted: 30, 5400, 14400, 86399, 93600 (L's 0 s left out).
     assert january["time_to_removal"] == {
-        "completed": 5,
+        "requests": 5,
         "median_seconds": 14_400.0,
         "p95_seconds": 93_600.0,  # rank ceil(0.95 * 5) = 5
     }
@@ -156,8 +186,14 @@ def test_figures_by_month_count_requests_received_in_that_month(client: TestClie
     assert january["breaches"]["total"] == 2
 
     february = client.get("/v1/transparency?month=2026-02").json()
-    assert february["totals"] == outcomes(2, completed=1, rejected=1, escalated=1)
-    assert february["time_to_removal"]["median_seconds"] == 36_000.0
+    assert february["totals"] == outcomes(3, completed=2, removed_content=1, removed_nothing=1,
+                                          rejected=1, escalated=1)  # fmt: skip
+    # H alone: M's 0 s would have made the median 18,000.
+    assert february["time_to_removal"] == {
+        "requests": 1,
+        "median_seconds": 36_000.0,
+        "p95_seconds": 36_000.0,
+    }
     assert february["share_within_24h"] == 1.0
     assert february["breaches"] == {
         "total": 1,
@@ -170,7 +206,7 @@ def test_figures_by_month_count_requests_received_in_that_month(client: TestClie
     empty = client.get("/v1/transparency?month=2025-12").json()
     assert empty["totals"] == outcomes(0)
     assert empty["time_to_removal"] == {
-        "completed": 0,
+        "requests": 0,
         "median_seconds": None,
         "p95_seconds": None,
     }

@@ -80,6 +80,8 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
     started: list[Worker] = []
 
     def start(*args: str, **env: str) -> Worker:
+        # E-mails (no SMTP here) go to files in the test's directory, not the repository.
+        env = {"BYLINE_MAIL_DIR": str(tmp_path / "mail"), **env}
         worker = Worker(database_url, tmp_path / f"worker-{len(started)}.log", *args, **env)
         started.append(worker)
         return worker

@@ -9,21 +9,30 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
+from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
 from app.errors import ProblemError
 from app.takedowns.blocks import add_block
+from app.takedowns.filing import Filed, confirm_takedown, file_takedown
 from app.takedowns.models import AuditEvent, Block, Takedown
 from app.takedowns.schemas import TakedownIn
 from app.takedowns.service import (
     approve_takedown,
     carry_out_removal,
-    file_takedown,
     reject_takedown,
     withdraw_takedown,
 )
-from tests.takedowns.factories import file, filing, ingest, ingest_many, load
+from tests.takedowns.factories import (
+    confirmation_code,
+    file,
+    file_confirmed,
+    filing,
+    ingest,
+    ingest_many,
+    load,
+)
 
 
 def race(engine: Engine, actions: list[Callable[[Any], object]]) -> list[object]:
@@ -84,7 +93,7 @@ def test_concurrent_withdraw_and_removal_exactly_one_wins(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(client, filing([article["id"]]))
+    filed = file_confirmed(client, engine, filing([article["id"]]))  # queued, runs at once
     now = clock.now()
     results = race(
         engine,
@@ -103,9 +112,11 @@ def test_concurrent_withdraw_and_removal_exactly_one_wins(
     assert (status, removed) in {("withdrawn", False), ("executing", True)}
 
 
-def test_concurrent_identical_filings_make_one_request(
+def test_concurrent_identical_filings_each_make_their_own_request(
     engine: Engine, settings: Settings, clock: FrozenClock
 ) -> None:
+    # A repeat is a new request (no answer about another one), linked for operators at most
+    # to one of the others: never to itself, and never merged.
     body = TakedownIn.model_validate(filing(["https://www.reuters.com/world/unseen"]))
 
     def filer(address: str) -> Callable[[Any], object]:
@@ -114,27 +125,66 @@ def test_concurrent_identical_filings_make_one_request(
         )
 
     results = race(engine, [filer(f"192.0.2.{n}") for n in range(4)])
-    assert sum(not r.duplicate for r in results) == 1  # type: ignore[attr-defined]
-    assert len({r.takedown.id for r in results}) == 1  # type: ignore[attr-defined]
+    assert all(isinstance(r, Filed) for r in results), results
+    filed = [r for r in results if isinstance(r, Filed)]
+    ids = {r.takedown.id for r in filed}
+    assert len(ids) == 4 and len({r.token for r in filed}) == 4
     with new_session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(Takedown)) == 1
+        stored = session.scalars(select(Takedown)).all()
+    assert {t.id for t in stored} == ids
+    assert {t.status for t in stored} == {"received"}
+    for takedown in stored:
+        assert takedown.duplicate_of in ids - {takedown.id} | {None}
+
+
+def test_concurrent_confirmations_of_one_code_confirm_once(
+    engine: Engine, settings: Settings, clock: FrozenClock
+) -> None:
+    body = TakedownIn.model_validate(filing(["https://www.reuters.com/world/unseen"]))
+    with new_session(writer(engine)) as session, session.begin():
+        takedown_id = file_takedown(
+            session=session,
+            filing=body,
+            client_address="192.0.2.1",
+            settings=settings,
+            now=clock.now(),
+        ).takedown.id
+    code = confirmation_code(engine, takedown_id)
+    results = race(
+        engine,
+        [
+            lambda s: confirm_takedown(
+                session=s, takedown_id=takedown_id, code=code, settings=settings, now=clock.now()
+            )
+            for _ in range(4)
+        ],
+    )
+    assert conflicts(results) == 3
+    with new_session(engine) as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(AuditEvent.takedown_id == takedown_id)  # type: ignore[call-overload,arg-type]
+        ).all()
+        blocks = session.scalars(select(Block)).all()
+    assert actions.count("email_confirmed") == 1 and actions.count("queued") == 1
+    assert len(blocks) == 1
+    assert load(engine, takedown_id).status == "completed"  # at the domain: nothing to remove
 
 
 @pytest.mark.parametrize("lifted_first", [False, True])
 def test_concurrent_blocks_of_one_url_make_one_active_block(
     engine: Engine, clock: FrozenClock, lifted_first: bool
 ) -> None:
-    url = "https://www.reuters.com/world/unseen"
+    key = match_key("https://www.reuters.com/world/unseen")
     if lifted_first:
         with new_session(engine) as session, session.begin():
             block, _ = add_block(
-                session=session, kind="url", value=url, takedown_id=None, now=clock.now()
+                session=session, kind="url", value=key, takedown_id=None, now=clock.now()
             )
             block.lifted_at = clock.now()
     results = race(
         engine,
         [
-            lambda s: add_block(session=s, kind="url", value=url, takedown_id=None, now=clock.now())
+            lambda s: add_block(session=s, kind="url", value=key, takedown_id=None, now=clock.now())
             for _ in range(4)
         ],
     )

@@ -5,19 +5,26 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 from sqlalchemy import Engine, func, select
 
 from app.auth import hash_secret
 from app.clock import FrozenClock
+from app.config import Settings
 from app.db import new_session
 from app.takedowns.models import AuditEvent, Block, Takedown, TakedownTarget
+from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
     assert_problem,
+    audit_actions,
+    confirm,
+    confirmation_code,
     file,
     filing,
     ingest,
     ingest_many,
     load,
+    tick,
 )
 
 
@@ -29,8 +36,12 @@ def stored_rows(engine: Engine) -> int:
         )
 
 
-def test_filing_answers_202_with_id_token_and_24_hour_due_date(
-    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+def test_filing_answers_202_received_with_id_token_and_24_hour_due_date(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
     response = client.post("/v1/takedowns", json=filing([article["id"]]))
@@ -39,19 +50,37 @@ def test_filing_answers_202_with_id_token_and_24_hour_due_date(
     assert uuid.UUID(body["id"]).version == 4
     assert body["received_at"] == "2026-01-05T09:00:00Z"
     assert body["due_at"] == "2026-01-06T09:00:00Z"
-    assert body["status"] == "queued"
+    # Even at the domain of its targets: nothing happens on an address someone typed.
+    assert body["status"] == "received"
+    assert body["confirmation"] == "emailed"
     assert len(body["status_token"]) >= 40
     assert body["status_url"] == (
         f"https://news.example/v1/takedowns/{body['id']}?token={body['status_token']}"
     )
-    assert body["duplicate"] is False
+    assert "duplicate" not in body
     assert body["targets"] == [
-        {"input": str(article["id"]), "article_ids": [article["id"]], "state": "pending"}
+        {
+            "input": str(article["id"]),
+            "article_ids": [article["id"]],
+            "matched": True,
+            "closest": None,
+            "state": "pending",
+        }
     ]
     assert response.headers["cache-control"] == "no-store"
     stored = load(engine, body["id"])
     assert stored.token_hash == hash_secret(body["status_token"])
     assert body["status_token"] not in str(vars(stored))
+    # The receipt carries the code until it is sent; the request keeps only its hash.
+    code = confirmation_code(engine, body["id"])
+    assert len(code) >= 22  # 128 bits and more, URL-safe
+    assert stored.confirmation_hash == hash_secret(code)
+    assert code not in str(vars(stored))
+    assert (stored.email_confirmed_at, stored.run_at) == (None, None)
+    with new_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Block)) == 0
+    assert tick(engine, settings, clock).removed == 0
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 200
 
 
 def test_ids_are_random_not_a_sequence(client: TestClient, ingest_headers: dict[str, str]) -> None:
@@ -105,31 +134,51 @@ def test_targets_resolve_from_ids_our_urls_slugs_and_original_urls(
     assert [t["input"] for t in body["targets"]] == [str(t) for t in targets]
 
 
-def test_original_url_we_do_not_have_is_accepted_and_blocked_from_future_ingest(
-    client: TestClient, ingest_headers: dict[str, str]
+def test_original_url_we_do_not_have_is_accepted_and_blocked_from_future_ingest_once_confirmed(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine
 ) -> None:
-    body = file(client, filing(["https://www.reuters.com/world/not-seen-yet?utm_medium=m"]))
+    target = "https://www.reuters.com/world/not-seen-yet?utm_medium=m"
+    body = file(client, filing([target]))
     assert body["targets"] == [
-        {
-            "input": "https://www.reuters.com/world/not-seen-yet?utm_medium=m",
-            "article_ids": [],
-            "state": "blocked",
-        }
+        {"input": target, "article_ids": [], "matched": False, "closest": None, "state": "pending"}
     ]
-    # Nothing to remove: the request is done at once, and the URL stays blocked.
-    assert body["status"] == "completed"
-    response = client.post(
-        "/v1/articles",
-        json={**_payload("https://www.reuters.com/world/not-seen-yet")},
-        headers=ingest_headers,
-    )
-    assert_problem(response, 451)
+    assert body["status"] == "received"
+    view = confirm(client, engine, body["id"])
+    assert [t["state"] for t in view["targets"]] == ["blocked"]
+    # Nothing to remove and the mailbox is at the domain: done at once, the URL stays blocked
+    # however a crawler spells it.
+    assert view["status"] == "completed"
+    for url in (
+        "https://www.reuters.com/world/not-seen-yet",
+        "http://reuters.com/world/not-seen-yet/",
+        "https://amp.reuters.com/world/./not-seen-yet",
+    ):
+        assert_problem(post(client, ingest_headers, url), 451)
 
 
-def _payload(url: str) -> dict[str, object]:
-    from tests.articles.factories import article_payload
+def test_article_ingested_before_the_confirmation_is_removed_with_the_request(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    body = file(client, filing(["https://www.reuters.com/world/not-seen-yet"]))
+    # Unconfirmed, the request blocks nothing: the article arrives meanwhile.
+    arrived = post(client, ingest_headers, "https://www.reuters.com/world/not-seen-yet")
+    assert arrived.status_code == 201, arrived.text
+    article_id = arrived.json()["article"]["id"]
+    clock.advance(timedelta(minutes=10))
+    view = confirm(client, engine, body["id"])
+    assert view["status"] == "queued"
+    assert [(t["article_ids"], t["state"]) for t in view["targets"]] == [([article_id], "pending")]
+    assert tick(engine, settings, clock).removed == 1
+    assert client.get(f"/v1/articles/{article_id}").status_code == 451
+    assert load(engine, body["id"]).status == "completed"
 
-    return article_payload(1, source_url=url)
+
+def post(client: TestClient, headers: dict[str, str], url: str) -> Response:
+    return client.post("/v1/articles", json=article_payload(1, source_url=url), headers=headers)
 
 
 @pytest.mark.parametrize(
@@ -238,6 +287,16 @@ def test_bad_email_is_422_without_repeating_it(client: TestClient) -> None:
     assert "secret-person" not in response.text
 
 
+def test_disposable_email_is_422_naming_claimant_email_and_nothing_is_stored(
+    client: TestClient, engine: Engine
+) -> None:
+    body = filing(["https://www.reuters.com/world/x"], claimant={"email": "legal@mailinator.com"})
+    problem = assert_problem(client.post("/v1/takedowns", json=body), 422)
+    assert [e["field"] for e in problem["errors"]] == ["claimant.email"]
+    assert "disposable" in problem["errors"][0]["message"]
+    assert stored_rows(engine) == 0
+
+
 def test_original_date_without_original_url_is_422(client: TestClient) -> None:
     body = filing(["https://www.reuters.com/world/x"], original_published_at="2023-01-01T00:00:00Z")
     assert_problem(client.post("/v1/takedowns", json=body), 422)
@@ -246,46 +305,75 @@ def test_original_date_without_original_url_is_422(client: TestClient) -> None:
 # Duplicates --------------------------------------------------------------------------------
 
 
-def test_duplicate_filing_within_24h_answers_the_existing_request_without_a_token(
-    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+def duplicate_of(client: TestClient, admin_headers: dict[str, str], takedown_id: str) -> str | None:
+    """What operators see of the link; claimants never do."""
+    detail = client.get(f"/v1/admin/takedowns/{takedown_id}", headers=admin_headers)
+    assert detail.status_code == 200, detail.text
+    return detail.json()["duplicate_of"]  # type: ignore[no-any-return]
+
+
+def test_duplicate_filing_within_24h_is_a_new_request_linked_for_operators_only(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
     first = file(client, filing([article["id"]]))
     clock.advance(timedelta(hours=23))
-    # The same claimant naming the same article another way (its original URL, e-mail case).
+    # The same mailbox naming the same article another way (its original URL, a +tag, case).
     again = filing(
         [article["attribution"]["source_url"] + "?utm_campaign=again"],
-        claimant={"email": "Legal@Reuters.com"},
+        claimant={"email": "Legal+again@Reuters.com"},
     )
     response = client.post("/v1/takedowns", json=again)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 202, response.text
     body = response.json()
-    assert body["id"] == first["id"]
-    assert body["duplicate"] is True
-    assert body["status_token"] is None
-    assert body["due_at"] == first["due_at"]
-    assert "token=" not in body["status_url"]
+    # Answered like any filing: its own id, token and dates, nothing about the other one.
+    assert body["id"] != first["id"] and first["id"] not in response.text
+    assert body["status"] == "received"
+    assert body["status_token"] and body["status_token"] != first["status_token"]
+    assert body["received_at"] == "2026-01-06T08:00:00Z"
+    assert body["due_at"] == "2026-01-07T08:00:00Z"
+    assert "duplicate" not in response.text
     with new_session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(Takedown)) == 1
-    # The first token still works; no second token exists that could withdraw the request.
-    view = client.get(f"/v1/takedowns/{first['id']}", params={"token": first["status_token"]})
-    assert view.status_code == 200
+        assert session.scalar(select(func.count()).select_from(Takedown)) == 2
+    assert duplicate_of(client, admin_headers, body["id"]) == first["id"]
+    assert duplicate_of(client, admin_headers, first["id"]) is None
+    assert audit_actions(engine, body["id"])[0] == ("filed", "claimant", None, "received")
+    # Each token opens its own request only; the duplicate needs its own confirmation.
+    for takedown_id, token in (
+        (first["id"], first["status_token"]),
+        (body["id"], body["status_token"]),
+    ):
+        view = client.get(f"/v1/takedowns/{takedown_id}", params={"token": token})
+        assert view.status_code == 200 and "duplicate" not in view.text
+    assert_problem(
+        client.get(f"/v1/takedowns/{first['id']}", params={"token": body["status_token"]}), 404
+    )
+    assert confirmation_code(engine, body["id"]) != confirmation_code(engine, first["id"])
 
 
-def test_same_targets_after_24h_or_from_another_claimant_make_a_new_request(
-    client: TestClient, ingest_headers: dict[str, str], clock: FrozenClock
+def test_same_targets_after_24h_or_from_another_mailbox_are_not_linked(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
     first = file(client, filing([article["id"]]))
     other = file(client, filing([article["id"]], claimant={"email": "desk@reuters.com"}))
     assert other["id"] != first["id"]
+    assert duplicate_of(client, admin_headers, other["id"]) is None
     clock.advance(timedelta(hours=24, seconds=1))
     later = file(client, filing([article["id"]]))
     assert later["id"] != first["id"] and later["status_token"]
+    assert duplicate_of(client, admin_headers, later["id"]) is None
 
 
-def test_refiling_after_withdrawing_makes_a_new_request(
-    client: TestClient, ingest_headers: dict[str, str]
+def test_refiling_after_withdrawing_is_not_linked_to_the_withdrawn_request(
+    client: TestClient, ingest_headers: dict[str, str], admin_headers: dict[str, str]
 ) -> None:
     article = ingest(client, ingest_headers)
     first = file(client, filing([article["id"]], claimant={"email": "x@other.org"}))
@@ -295,13 +383,17 @@ def test_refiling_after_withdrawing_makes_a_new_request(
     assert withdrawn.status_code == 200
     second = file(client, filing([article["id"]], claimant={"email": "x@other.org"}))
     assert second["id"] != first["id"]
+    assert duplicate_of(client, admin_headers, second["id"]) is None
 
 
 def test_openapi_declares_the_takedown_routes_and_their_problems(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     filing_responses = paths["/v1/takedowns"]["post"]["responses"]
-    assert {"200", "202", "422", "429"} <= set(filing_responses)
+    assert {"202", "403", "422", "429"} <= set(filing_responses)
+    assert "200" not in filing_responses  # a repeat is answered like any filing: 202
     assert "application/problem+json" in filing_responses["429"]["content"]
+    confirming = paths["/v1/takedowns/{takedown_id}/confirm"]["post"]["responses"]
+    assert {"200", "404", "409", "410", "429"} <= set(confirming)
     assert "404" in paths["/v1/takedowns/{takedown_id}"]["get"]["responses"]
     assert "409" in paths["/v1/admin/takedowns/{takedown_id}/approve"]["post"]["responses"]
 
@@ -312,4 +404,12 @@ def test_domain_with_more_articles_than_one_query_binds_is_resolved_in_slices(
     monkeypatch.setattr("app.takedowns.targets._FACTS_SLICE", 2)
     ids = ingest_many(client, ingest_headers, 5, host="www.bbc.co.uk")
     body = file(client, filing(domain="bbc.co.uk", claimant={"email": "legal@bbc.co.uk"}))
-    assert body["targets"] == [{"input": "bbc.co.uk", "article_ids": ids, "state": "pending"}]
+    assert body["targets"] == [
+        {
+            "input": "bbc.co.uk",
+            "article_ids": ids,
+            "matched": True,
+            "closest": None,
+            "state": "pending",
+        }
+    ]

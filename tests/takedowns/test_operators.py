@@ -13,7 +13,9 @@ from app.takedowns.service import record_sla_breaches
 from tests.takedowns.factories import (
     assert_problem,
     audit_actions,
+    confirm,
     file,
+    file_confirmed,
     filing,
     ingest,
     ingest_many,
@@ -43,14 +45,23 @@ def test_admin_routes_need_an_admin_key(client: TestClient, ingest_headers: dict
         assert_problem(client.request(method, path, headers=ingest_headers), 403)
 
 
-def test_detail_has_the_claimant_data_and_the_open_removals(
-    client: TestClient, ingest_headers: dict[str, str], admin_headers: dict[str, str]
+def test_detail_has_the_claimant_data_the_proof_and_the_open_removals(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
     filed = file(
         client,
         filing([article["id"]], claimant={**UNMATCHED, "role": "agent", "acting_for": "Reuters"}),
     )
+    unconfirmed = client.get(f"/v1/admin/takedowns/{filed['id']}", headers=admin_headers).json()
+    assert (unconfirmed["status"], unconfirmed["proof"]) == ("received", "unconfirmed")
+    assert (unconfirmed["run_at"], unconfirmed["open_removals"]) == (None, 0)
+    clock.advance(timedelta(minutes=5))
+    confirm(client, engine, filed["id"])
     detail = client.get(f"/v1/admin/takedowns/{filed['id']}", headers=admin_headers).json()
     assert detail["claimant"] == {
         "name": "Priya Claimant-Secret",
@@ -61,6 +72,11 @@ def test_detail_has_the_claimant_data_and_the_open_removals(
     }
     assert detail["explanation"].startswith("Confidential")
     assert detail["status"] == "queued"
+    assert (detail["proof"], detail["email_confirmed_at"]) == (
+        "confirmed_mailbox",
+        "2026-01-05T09:05:00Z",
+    )
+    assert (detail["publisher_key_id"], detail["duplicate_of"]) == (None, None)
     assert detail["run_at"] == "2026-01-05T13:00:00Z"
     assert detail["open_removals"] == 1
     assert detail["overdue"] is False
@@ -72,6 +88,8 @@ def test_list_filters_by_status_reason_and_overdue_and_pages_with_a_cursor(
     client: TestClient,
     ingest_headers: dict[str, str],
     admin_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
     clock: FrozenClock,
 ) -> None:
     ids = []
@@ -87,14 +105,27 @@ def test_list_filters_by_status_reason_and_overdue_and_pages_with_a_cursor(
     assert listing["items"][0]["claimant"]["email"] == "agent@rights.example.org"
     privacy = client.get("/v1/admin/takedowns?reason=privacy", headers=admin_headers).json()
     assert [t["id"] for t in privacy["items"]] == [ids[1], ids[3]]
-    queued = client.get("/v1/admin/takedowns?status=queued", headers=admin_headers).json()
-    assert [t["id"] for t in queued["items"]] == [ids[4]]  # the others matched nothing
+    for n in (0, 2, 4):
+        confirm(client, engine, ids[n])
+
+    def with_status(status: str) -> list[str]:
+        page = client.get(f"/v1/admin/takedowns?status={status}", headers=admin_headers).json()
+        return [t["id"] for t in page["items"]]
+
+    assert with_status("received") == [ids[1], ids[3]]
+    # Nothing to remove for 0 and 2 (they matched nothing), but an unmatched mailbox: they
+    # stay queued until the review window ends.
+    assert with_status("queued") == [ids[0], ids[2], ids[4]]
+    clock.advance(settings.takedown_review_window)
+    tick(engine, settings, clock)
+    assert with_status("completed") == [ids[0], ids[2], ids[4]]
+    assert with_status("escalated") == [ids[1], ids[3]]  # never confirmed
     clock.advance(timedelta(hours=24))
     overdue = client.get("/v1/admin/takedowns?overdue=true", headers=admin_headers).json()
-    assert [t["id"] for t in overdue["items"]] == [ids[4]]
+    assert [t["id"] for t in overdue["items"]] == [ids[1], ids[3]]
     assert overdue["items"][0]["overdue"] is True
     on_time = client.get("/v1/admin/takedowns?overdue=false", headers=admin_headers).json()
-    assert [t["id"] for t in on_time["items"]] == ids[:4]
+    assert [t["id"] for t in on_time["items"]] == [ids[0], ids[2], ids[4]]
     seen: list[str] = []
     url = "/v1/admin/takedowns?limit=2"
     while url:
@@ -153,16 +184,20 @@ def _payload(url: str) -> dict[str, object]:
     return article_payload(7, source_url=url)
 
 
-def test_approving_during_the_review_window_runs_it_at_once(
+@pytest.mark.parametrize("confirmed", [True, False])
+def test_approving_during_the_review_window_runs_it_at_once_confirmed_or_not(
     client: TestClient,
     ingest_headers: dict[str, str],
     admin_headers: dict[str, str],
     engine: Engine,
     settings: Settings,
     clock: FrozenClock,
+    confirmed: bool,
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+    body = filing([article["id"]], claimant=UNMATCHED)
+    filed = file_confirmed(client, engine, body) if confirmed else file(client, body)
+    assert filed["status"] == ("queued" if confirmed else "received")
     assert tick(engine, settings, clock).removed == 0
     admin(client, admin_headers, f"{filed['id']}/approve")
     assert tick(engine, settings, clock).removed == 1
@@ -178,7 +213,7 @@ def test_rejecting_needs_a_statement_of_reasons(
     filed = file(client, filing([ingest(client, ingest_headers)["id"]], claimant=UNMATCHED))
     for body in (None, {}, {"reason": ""}, {"reason": "   "}):
         assert_problem(admin(client, admin_headers, f"{filed['id']}/reject", json=body), 422)
-    assert load(engine, filed["id"]).status == "queued"
+    assert load(engine, filed["id"]).status == "received"
 
 
 def test_rejecting_cancels_the_removal_and_lifts_the_blocks(
@@ -190,12 +225,16 @@ def test_rejecting_cancels_the_removal_and_lifts_the_blocks(
     clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(
+    filed = file_confirmed(
         client,
+        engine,
         filing([article["id"], "https://www.reuters.com/unseen"], claimant=UNMATCHED),
     )
     blocks = client.get("/v1/admin/blocks?active=true", headers=admin_headers).json()["items"]
-    assert len(blocks) == 2
+    assert sorted(b["value"] for b in blocks) == [
+        "reuters.com/unseen",
+        "reuters.com/world/story-1",
+    ]
     response = admin(client, admin_headers, f"{filed['id']}/reject", json={"reason": "Spam."})
     assert response.status_code == 200
     assert [t["state"] for t in response.json()["targets"]] == ["cancelled", "cancelled"]
@@ -212,17 +251,23 @@ def test_rejecting_cancels_the_removal_and_lifts_the_blocks(
 
 
 def test_block_held_by_two_requests_survives_when_one_is_rejected(
-    client: TestClient, ingest_headers: dict[str, str], admin_headers: dict[str, str]
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    engine: Engine,
 ) -> None:
     url = "https://www.reuters.com/unseen"
     article = ingest(client, ingest_headers)
-    spam = file(client, filing([article["id"], url], claimant=UNMATCHED))
-    genuine = file(client, filing([url]))
-    assert genuine["status"] == "completed"  # nothing to remove: the block is all it asks
+    spam = file_confirmed(client, engine, filing([article["id"], url], claimant=UNMATCHED))
+    genuine = file_confirmed(client, engine, filing(["http://reuters.com/unseen/"]))
+    # Nothing to remove and a mailbox at the domain: the block is all it asks, at once.
+    assert genuine["status"] == "completed"
     rejected = admin(client, admin_headers, f"{spam['id']}/reject", json={"reason": "Spam."})
     assert rejected.status_code == 200
     blocks = client.get("/v1/admin/blocks?active=true", headers=admin_headers).json()["items"]
-    assert [(b["value"], b["takedown_id"]) for b in blocks] == [(url, genuine["id"])]
+    assert [(b["value"], b["takedown_id"]) for b in blocks] == [
+        ("reuters.com/unseen", genuine["id"])
+    ]
     assert (
         client.post("/v1/articles", json=_payload(url), headers=ingest_headers).status_code == 451
     )
@@ -237,7 +282,8 @@ def test_escalating_holds_the_removal_until_approved(
     clock: FrozenClock,
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+    filed = file_confirmed(client, engine, filing([article["id"]], claimant=UNMATCHED))
+    assert filed["status"] == "queued"  # its removal would run when the review window ends
     response = admin(
         client, admin_headers, f"{filed['id']}/escalate", json={"reason": "Check the licence."}
     )
@@ -277,7 +323,7 @@ def test_illegal_transitions_are_409_and_change_nothing(
     body: dict[str, str] | None,
 ) -> None:
     article = ingest(client, ingest_headers)
-    filed = file(client, filing([article["id"]], claimant=UNMATCHED))
+    filed = file_confirmed(client, engine, filing([article["id"]], claimant=UNMATCHED))
     takedown_id = filed["id"]
     if setup == "completed":
         clock.advance(timedelta(hours=4))

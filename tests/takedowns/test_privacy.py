@@ -16,6 +16,7 @@ from tests.takedowns.factories import (
     CLAIMANT_EMAIL,
     CLAIMANT_NAME,
     EXPLANATION,
+    confirmation_code,
     filing,
     ingest,
     tick,
@@ -46,7 +47,13 @@ def test_claimant_data_never_reaches_public_answers_451_bodies_metrics_or_logs(
     public.append(filed)
     token = filed.json()["status_token"]
     takedown_id = filed.json()["id"]
-    public.append(client.post("/v1/takedowns", json=filing([article["id"]])))  # duplicate
+    duplicate = client.post("/v1/takedowns", json=filing([article["id"]]))
+    public.append(duplicate)
+    assert takedown_id not in duplicate.text  # a repeat learns nothing about the first
+    code = confirmation_code(engine, takedown_id)
+    public.append(client.post(f"/v1/takedowns/{takedown_id}/confirm", json={"code": "wrong"}))
+    public.append(client.post(f"/v1/takedowns/{takedown_id}/confirm", json={"code": code}))
+    public.append(client.post(f"/v1/takedowns/{takedown_id}/confirm", json={"code": code}))
     public.append(client.post("/v1/takedowns", json={**filing([other["id"]]), "accurate": 0}))
     bad_email = filing([other["id"]], claimant={"email": "Priya Claimant-Secret <legal@>"})
     public.append(client.post("/v1/takedowns", json=bad_email))
@@ -70,7 +77,7 @@ def test_claimant_data_never_reaches_public_answers_451_bodies_metrics_or_logs(
         assert response.status_code < 500, response.text
         assert_private(response.text)
         assert_private(str(response.headers))
-    assert {r.status_code for r in public} >= {200, 202, 404, 422, 451}
+    assert {r.status_code for r in public} >= {200, 202, 404, 409, 422, 451}
     # Operators do see it.
     detail = client.get(f"/v1/admin/takedowns/{takedown_id}", headers=admin_headers).text
     assert CLAIMANT_EMAIL in detail and EXPLANATION in detail
@@ -80,4 +87,5 @@ def test_claimant_data_never_reaches_public_answers_451_bodies_metrics_or_logs(
     logged = "\n".join(formatter.format(record) for record in server)
     assert "takedown" in logged  # the access log saw the requests...
     assert token not in logged  # ...but never a query string
+    assert code not in logged  # ...nor a confirmation code
     assert_private(logged)

@@ -1,4 +1,5 @@
-"""Plain functions for the page tests: a valid form, its CSRF token, and a tiny HTML reader."""
+"""Plain functions for the page tests: a valid form, its CSRF token, the confirmation page's
+button, and a tiny HTML reader."""
 
 import re
 from html.parser import HTMLParser
@@ -41,6 +42,29 @@ def post_form(client: TestClient, **fields: str) -> Response:
     """Open the form and send it, as a browser without JavaScript does."""
     token = csrf_token(client)
     return client.post("/takedown", data={"csrf_token": token, **form_fields(**fields)})
+
+
+def takedown_id_of(html: str) -> str:
+    """The request number on a receipt or status page."""
+    match = re.search(r"<dt>Request number</dt><dd><code>([0-9a-f-]{36})</code>", html)
+    assert match, "the page shows no request number"
+    return match.group(1)
+
+
+def confirm_path(takedown_id: str, code: str) -> str:
+    """The path of the e-mailed confirmation link."""
+    return f"/takedown/{takedown_id}/confirm?code={code}"
+
+
+def press_confirm(client: TestClient, takedown_id: str, code: str) -> Response:
+    """Open the e-mailed link and press its one button, as a browser without JavaScript
+    does; the answer to the button's post (a 303 back to the page), not followed."""
+    token = csrf_token(client, confirm_path(takedown_id, code))
+    return client.post(
+        f"/takedown/{takedown_id}/confirm",
+        data={"csrf_token": token, "code": code},
+        follow_redirects=False,
+    )
 
 
 def status_path(html: str) -> str:

@@ -1,5 +1,6 @@
 """The rights holders' pages in a real browser: Debian's Chromium driven by Playwright, with
-JavaScript off, against the app served by uvicorn on a free local port.
+JavaScript off, against the app served by uvicorn on a free local port (and, for the
+confirmation e-mail, a real SMTP server on 127.0.0.1).
 
 Screenshots of each page at 1280 and 360 px go to the test's output folder and are copied to
 test-output/screenshots/ at the repository root (gitignored), for people to look at.
@@ -10,6 +11,7 @@ import shutil
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,13 +21,16 @@ import httpx
 import pytest
 import uvicorn
 from playwright.sync_api import Browser, Page, expect, sync_playwright
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
 from app.main import create_app
+from app.notifications.delivery import NotificationRunner
 from tests.articles.factories import article_payload
-from tests.takedowns.factories import tick
+from tests.notifications.conftest import SmtpServer
+from tests.takedowns.factories import load, tick
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -54,8 +59,8 @@ class LiveServer:
     settings: Settings
 
 
-@pytest.fixture
-def live_server(settings: Settings, engine: Engine, clock: FrozenClock) -> Iterator[LiveServer]:
+@contextmanager
+def serve(settings: Settings, engine: Engine, clock: FrozenClock) -> Iterator[LiveServer]:
     """The app on 127.0.0.1 at a free port, its public base URL that address."""
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -77,6 +82,35 @@ def live_server(settings: Settings, engine: Engine, clock: FrozenClock) -> Itera
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+@pytest.fixture
+def live_server(settings: Settings, engine: Engine, clock: FrozenClock) -> Iterator[LiveServer]:
+    with serve(settings, engine, clock) as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mailing_live_server(
+    settings: Settings, engine: Engine, clock: FrozenClock, smtp_server: SmtpServer
+) -> Iterator[LiveServer]:
+    """The app on a free port, sending its e-mail through the SMTP server on 127.0.0.1."""
+    mailing = settings.model_copy(
+        update={
+            "smtp_url": SecretStr(f"smtp://127.0.0.1:{smtp_server.port}?starttls=off"),
+            "smtp_from": "byline <noreply@news.example>",
+        }
+    )
+    with serve(mailing, engine, clock) as server:
+        yield server
 
 
 @pytest.fixture
@@ -113,9 +147,11 @@ class Screenshots:
         page.set_viewport_size({"width": WIDTHS["desktop"], "height": 900})
 
 
-def fill_form(page: Page, *, targets: str, accurate: bool = True) -> None:
+def fill_form(
+    page: Page, *, targets: str, accurate: bool = True, email: str = "counsel@lawfirm.example"
+) -> None:
     page.get_by_label("Your full name").fill("Priya Claimant <Legal>")
-    page.get_by_label("Your e-mail address").fill("counsel@lawfirm.example")
+    page.get_by_label("Your e-mail address").fill(email)
     page.get_by_label("Organisation (optional)").fill("Law Firm & Partners")
     page.get_by_label("the rights holder (the author or the publisher)").check()
     page.get_by_label("Content to remove").fill(targets)
@@ -190,16 +226,18 @@ def test_rights_holder_files_follows_and_sees_removal_in_a_browser(
     expect(page.locator("main")).to_contain_text("Keep your status link")
     shots.take(page, "3-receipt")
 
-    # Following the status link: the deadline, and the request waiting for review.
+    # Following the status link: the deadline, and the request waiting for the confirmation.
     status_link.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Your takedown request")
     expect(page.locator("main")).to_contain_text(DEADLINE)
+    expect(page.locator("main")).to_contain_text("Waiting for you to confirm your e-mail address")
     expect(page.locator("main")).to_contain_text("Waiting for removal")
     expect(page.get_by_role("button", name="Withdraw request")).to_be_visible()
     status_url = page.url
-    shots.take(page, "4-status-queued")
+    shots.take(page, "4-status-received")
 
-    # An operator approves; the clock moves; the scheduler's tick removes the article.
+    # An operator approves (proof enough without the confirmation); the clock moves; the
+    # scheduler's tick removes the article.
     clock.advance(timedelta(minutes=20))
     approved = httpx.post(f"{base}/v1/admin/takedowns/{takedown_id}/approve", headers=admin_headers)
     assert approved.status_code == 200, approved.text
@@ -225,6 +263,92 @@ def test_rights_holder_files_follows_and_sees_removal_in_a_browser(
 
     assert blocked == [], blocked
     assert len(shots.saved) == 10
+    context.close()
+
+
+def test_rights_holder_confirms_the_emailed_link_in_a_browser_and_sees_the_removal(
+    mailing_live_server: LiveServer,
+    smtp_server: SmtpServer,
+    browser: Browser,
+    engine: Engine,
+    clock: FrozenClock,
+    ingest_headers: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    base, settings = mailing_live_server.url, mailing_live_server.settings
+    payload = article_payload(1, source_url="https://www.reuters.com/world/story-1")
+    ingested = httpx.post(f"{base}/v1/articles", json=payload, headers=ingest_headers)
+    assert ingested.status_code == 201, ingested.text
+    article_url = ingested.json()["article"]["url"]
+
+    shots = Screenshots(tmp_path / "screenshots")
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1280, "height": 900}
+    )
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: _note_csp_violation(message, blocked))
+
+    # Filed on the form from an address at the article's own domain.
+    page.goto(f"{base}/takedown")
+    fill_form(page, targets=article_url, email="legal@reuters.com")
+    page.get_by_role("button", name="Send request").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("We have received your request")
+    expect(page.locator("main")).to_contain_text("Now confirm your e-mail address")
+    takedown_id = page.locator("dl.facts dd code").first.inner_text()
+    assert load(engine, takedown_id).status == "received"
+    shots.take(page, "confirm-1-receipt")
+
+    # The receipt goes out through the SMTP server with the confirmation link.
+    runner = NotificationRunner(engine=engine, settings=settings, clock=clock)
+    try:
+        assert runner.run_once().emails_sent == 1
+    finally:
+        runner.close()
+    [arrived] = smtp_server.messages
+    assert arrived.rcpt_tos == ["legal@reuters.com"]
+    assert arrived.message["Subject"].startswith("Confirm your removal request")
+    text = arrived.part("plain")
+    confirm_link = re.compile(rf"{re.escape(base)}/takedown/{takedown_id}/confirm\?code=[\w-]+")
+    [link] = confirm_link.findall(text)
+    assert f'href="{link}"' in arrived.part("html")
+    [status_link] = re.findall(rf"{re.escape(base)}/takedown/{takedown_id}\?token=[\w-]+", text)
+
+    # Opening the link shows one button and confirms nothing, whatever runs meanwhile.
+    opened = page.goto(link)
+    assert opened is not None and opened.status == 200
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your removal request")
+    expect(page.get_by_role("button")).to_have_count(1)
+    shots.take(page, "confirm-2-button")
+    assert tick(engine, settings, clock).removed == 0
+    assert load(engine, takedown_id).email_confirmed_at is None
+    assert httpx.get(article_url).status_code == 200
+
+    # Pressing it confirms; the page comes back saying so.
+    clock.advance(timedelta(minutes=3))
+    page.get_by_role("button", name="Confirm my request").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Your address is confirmed")
+    assert page.url == link  # the post was answered 303 to the link's page
+    expect(page.locator("main")).to_contain_text("the content is being removed now")
+    expect(page.get_by_role("button")).to_have_count(0)
+    shots.take(page, "confirm-3-confirmed")
+
+    # The next tick removes the article.
+    assert tick(engine, settings, clock).removed == 1
+    gone = page.goto(article_url)
+    assert gone is not None and gone.status == 451
+    assert httpx.get(article_url).status_code == 451
+
+    # The status link from the e-mail shows it removed, and when the address was confirmed.
+    page.goto(status_link)
+    main = page.locator("main")
+    expect(main).to_contain_text("Completed")
+    expect(main.locator(".state-removed")).to_have_text("Removed")
+    expect(main).to_contain_text("Confirmed on Monday 5 January 2026, 09:03 UTC")
+    shots.take(page, "confirm-4-status-removed")
+
+    assert blocked == [], blocked
+    assert len(shots.saved) == 8
     context.close()
 
 

@@ -15,13 +15,17 @@ from app.config import Settings
 from app.db import new_session
 from app.main import create_app
 from app.takedowns.models import Takedown
-from tests.takedowns.factories import filing, ingest, tick
+from tests.takedowns.factories import audit_actions, confirmation_code, filing, ingest, load, tick
 from tests.web.factories import (
+    CLAIMANT_EMAIL,
     Elements,
+    confirm_path,
     csrf_token,
     form_fields,
     post_form,
+    press_confirm,
     status_path,
+    takedown_id_of,
 )
 
 DEADLINE = "Tuesday 6 January 2026, 09:00 UTC"
@@ -42,9 +46,18 @@ def test_form_states_the_promise_and_the_policy(web_client: TestClient) -> None:
     assert response.headers["content-type"] == "text/html; charset=utf-8"
     text = response.text
     assert "removed within 24 hours of receipt" in text
-    for heading in ("What we remove", "How fast", "How to follow your request"):
+    for heading in (
+        "What we remove",
+        "How fast, and what proof it takes",
+        "How to follow your request",
+    ):
         assert f"<h3>{heading}</h3>" in text
-    assert "we wait 4 hours" in text  # the review window, from settings
+    # What proof gets what speed, in plain words.
+    assert "Until you confirm your e-mail address, nothing happens." in text
+    assert "not at a public mailbox provider such as Gmail or Yahoo Mail" in text
+    assert "we wait until 4 hours after receipt" in text  # the review window, from settings
+    assert 'href="/publishers/verify"' in text
+    assert "Throw-away e-mail addresses are refused" in text
     for statement in ("good_faith", "accurate"):
         assert f'id="{statement}-hint"' in text  # what the statement means, tied to its box
 
@@ -105,7 +118,10 @@ def test_the_451_of_a_removed_article_links_to_this_page(
     clock: FrozenClock,
 ) -> None:
     article = ingest(web_client, ingest_headers)
-    assert post_form(web_client, targets=article["url"]).status_code == 202  # verified claimant
+    filed = post_form(web_client, targets=article["url"])  # at the article's domain
+    assert filed.status_code == 202
+    takedown_id = takedown_id_of(filed.text)
+    assert press_confirm(web_client, takedown_id, confirmation_code(engine, takedown_id))
     clock.advance(timedelta(minutes=1))
     assert tick(engine, settings, clock).removed == 1
     removed = web_client.get(f"/v1/articles/{article['id']}")
@@ -130,19 +146,25 @@ def test_form_post_without_javascript_files_the_request_through_the_same_service
     assert response.headers["cache-control"] == "no-store"
     assert "content-security-policy" in response.headers
     text = response.text
-    takedown_id = re.search(r"<dt>Request number</dt><dd><code>([0-9a-f-]{36})</code>", text)
-    assert takedown_id
+    takedown_id = takedown_id_of(text)
     assert DEADLINE in text and 'datetime="2026-01-06T09:00:00Z"' in text
-    assert "Keep your status link" in text and "we show it only once" in text
+    assert "Now confirm your e-mail address" in text
+    assert "Nothing is removed or blocked until you do" in text
+    assert "Keep your status link" in text and "we show it here and in our e-mail only" in text
     path = status_path(text)
-    assert path.startswith(f"/takedown/{takedown_id.group(1)}?token=")
+    assert path.startswith(f"/takedown/{takedown_id}?token=")
+    assert "Waiting for you to confirm your e-mail address" in text
     assert "Waiting for removal" in text and "1 article of ours" in text
+    assert "Not confirmed yet" in text
     # The JSON view of the same request agrees: it was filed by the one service.
     token = path.partition("token=")[2]
-    view = web_client.get(f"/v1/takedowns/{takedown_id.group(1)}", params={"token": token})
+    view = web_client.get(f"/v1/takedowns/{takedown_id}", params={"token": token})
     assert view.status_code == 200
+    assert (view.json()["status"], view.json()["email_confirmed_at"]) == ("received", None)
     assert view.json()["due_at"] == "2026-01-06T09:00:00Z"
     assert view.json()["targets"][0]["article_ids"] == [article["id"]]
+    # Its receipt e-mail, with the confirmation link, is queued with it.
+    assert confirmation_code(engine, takedown_id)
 
 
 def test_a_domain_request_without_targets_is_filed(web_client: TestClient) -> None:
@@ -151,16 +173,22 @@ def test_a_domain_request_without_targets_is_filed(web_client: TestClient) -> No
     assert "<code>reuters.com</code>" in response.text
 
 
-def test_sending_the_same_request_again_shows_the_first_one_without_a_new_link(
+def test_sending_the_same_request_again_files_a_new_one_and_shows_nothing_of_the_first(
     web_client: TestClient, ingest_headers: dict[str, str], engine: Engine
 ) -> None:
+    """The duplicate oracle: repeating someone's e-mail and targets showed *their* request.
+    Now a repeat is a request of its own (linked to the first for operators only)."""
     article = ingest(web_client, ingest_headers)
-    assert post_form(web_client, targets=str(article["id"])).status_code == 202
+    first = post_form(web_client, targets=str(article["id"]))
+    assert first.status_code == 202
     again = post_form(web_client, targets=str(article["id"]))
-    assert again.status_code == 200
-    assert "You already sent this request" in again.text
-    assert "status-link" not in again.text and "token=" not in again.text
-    assert takedown_count(engine) == 1
+    assert again.status_code == 202
+    first_id, again_id = takedown_id_of(first.text), takedown_id_of(again.text)
+    assert again_id != first_id and first_id not in again.text
+    assert "You already sent this request" not in again.text
+    assert status_path(again.text) != status_path(first.text)
+    assert takedown_count(engine) == 2
+    assert load(engine, again_id).duplicate_of == first_id
 
 
 def test_missing_statement_reshows_the_form_with_input_kept_and_the_error_next_to_it(
@@ -368,7 +396,7 @@ def file_for_status(client: TestClient, ingest_headers: dict[str, str], **fields
 
 
 def test_status_page_shows_state_dates_and_targets(
-    web_client: TestClient, ingest_headers: dict[str, str]
+    web_client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     path = file_for_status(web_client, ingest_headers, email=UNVERIFIED)
     response = web_client.get(path)
@@ -376,12 +404,23 @@ def test_status_page_shows_state_dates_and_targets(
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["referrer-policy"] == "no-referrer"
     text = response.text
-    assert "Accepted, removal scheduled" in text
+    assert "Waiting for you to confirm your e-mail address" in text
+    assert "Not confirmed yet: open the link we e-mailed you" in text
     assert "Monday 5 January 2026, 09:00 UTC" in text and DEADLINE in text
     assert "Waiting for removal" in text
     assert "Withdraw request" in text
     # The claimant's own details are never on the page, even for its holder.
     assert UNVERIFIED not in text and "Priya Claimant" not in text
+
+    takedown_id = path.split("/")[2].split("?")[0]
+    clock.advance(timedelta(minutes=30))
+    press_confirm(web_client, takedown_id, confirmation_code(engine, takedown_id))
+    text = web_client.get(path).text
+    assert "Accepted, removal scheduled" in text
+    assert "Confirmed on <time" in text and "Monday 5 January 2026, 09:30 UTC" in text
+    # Not at the articles' domain: removal runs when the review window ends.
+    assert "<dt>Removal runs</dt>" in text and "Monday 5 January 2026, 13:00 UTC" in text
+    assert "Withdraw request" in text
 
 
 def test_wrong_token_and_unknown_id_answer_the_same_404_page(
@@ -440,7 +479,9 @@ def test_after_removal_there_is_no_withdraw_button_and_a_late_withdrawal_is_expl
     settings: Settings,
     clock: FrozenClock,
 ) -> None:
-    path = file_for_status(web_client, ingest_headers)  # verified: removed at the next tick
+    path = file_for_status(web_client, ingest_headers)  # at the articles' domain
+    takedown_id = path.split("/")[2].split("?")[0]
+    press_confirm(web_client, takedown_id, confirmation_code(engine, takedown_id))
     csrf = csrf_token(web_client, path)
     clock.advance(timedelta(minutes=1))
     assert tick(engine, settings, clock).removed == 1
@@ -448,7 +489,7 @@ def test_after_removal_there_is_no_withdraw_button_and_a_late_withdrawal_is_expl
     assert "Completed" in page.text and "Removed" in page.text
     assert "Monday 5 January 2026, 09:01 UTC" in page.text  # completed
     assert "Withdraw request" not in page.text
-    takedown_id, token = path.split("/")[2].split("?token=")
+    token = path.partition("?token=")[2]
     late = web_client.post(
         f"/takedown/{takedown_id}/withdraw", data={"csrf_token": csrf, "token": token}
     )
@@ -473,3 +514,154 @@ def test_a_rejection_shows_the_statement_of_reasons_escaped(
     text = web_client.get(path).text
     assert "Rejected" in text and "Statement of reasons" in text
     assert "<b>" not in text
+
+
+# The confirmation page ---------------------------------------------------------------------
+
+
+def file_for_confirmation(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, **fields: str
+) -> tuple[str, str, int]:
+    """File on the form for a new article: the request's id, its e-mailed code, the article."""
+    article = ingest(client, ingest_headers)
+    response = post_form(client, targets=article["url"], **fields)
+    assert response.status_code == 202, response.text
+    takedown_id = takedown_id_of(response.text)
+    return takedown_id, confirmation_code(engine, takedown_id), article["id"]
+
+
+def test_the_emailed_link_shows_one_button_and_opening_it_changes_nothing(
+    web_client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    takedown_id, code, article_id = file_for_confirmation(web_client, ingest_headers, engine)
+
+    response = web_client.get(confirm_path(takedown_id, code))
+
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    # The code is in the address: no other site may learn it from a Referer.
+    assert response.headers["referrer-policy"] == "no-referrer"
+    assert "form-action 'self'" in response.headers["content-security-policy"]
+    page = Elements(response.text)
+    [form] = page.all("form")
+    assert (form["method"], form["action"]) == ("post", f"/takedown/{takedown_id}/confirm")
+    [button] = page.all("button")
+    assert button["type"] == "submit"
+    assert "Confirm my request" in response.text
+    hidden = {attrs["name"]: attrs["value"] for attrs in page.all("input")}
+    assert hidden["code"] == code and len(hidden["csrf_token"]) == 64
+    assert "Nothing is removed or blocked before you do." in response.text
+    assert CLAIMANT_EMAIL not in response.text
+    # Opened (by a mail scanner, say): nothing is confirmed, nothing runs.
+    assert load(engine, takedown_id).email_confirmed_at is None
+    assert tick(engine, settings, clock).removed == 0
+    assert web_client.get(f"/v1/articles/{article_id}").status_code == 200
+
+
+def test_pressing_the_button_confirms_once_and_the_page_then_says_what_happens(
+    web_client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    takedown_id, code, article_id = file_for_confirmation(web_client, ingest_headers, engine)
+    token = csrf_token(web_client, confirm_path(takedown_id, code))
+
+    pressed = web_client.post(
+        f"/takedown/{takedown_id}/confirm",
+        data={"csrf_token": token, "code": code},
+        follow_redirects=False,
+    )
+
+    assert pressed.status_code == 303
+    assert pressed.headers["location"] == confirm_path(takedown_id, code)
+    shown = web_client.get(pressed.headers["location"])
+    assert shown.status_code == 200
+    assert "<title>Address confirmed" in shown.text
+    assert "Your address is confirmed" in shown.text
+    assert "the content is being removed now" in shown.text  # at the article's domain
+    assert "<button" not in shown.text
+    assert load(engine, takedown_id).email_confirmed_at == clock.now()
+    # Pressed again (a second tab still showing the button): still one confirmation.
+    again = web_client.post(
+        f"/takedown/{takedown_id}/confirm", data={"csrf_token": token, "code": code}
+    )
+    assert again.status_code == 200 and "Your address is confirmed" in again.text
+    actions = [action for action, *_ in audit_actions(engine, takedown_id)]
+    assert actions.count("email_confirmed") == 1
+    assert tick(engine, settings, clock).removed == 1
+    assert web_client.get(f"/v1/articles/{article_id}").status_code == 451
+
+
+def test_the_button_needs_the_csrf_token(
+    web_client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    takedown_id, code, _ = file_for_confirmation(web_client, ingest_headers, engine)
+    csrf_token(web_client, confirm_path(takedown_id, code))
+
+    forged = web_client.post(f"/takedown/{takedown_id}/confirm", data={"code": code})
+
+    assert forged.status_code == 403
+    assert "Your form could not be accepted" in forged.text
+    assert load(engine, takedown_id).email_confirmed_at is None
+
+
+def test_a_wrong_code_and_an_expired_link_each_answer_a_page_that_says_so(
+    web_client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> None:
+    takedown_id, code, _ = file_for_confirmation(web_client, ingest_headers, engine)
+    token = csrf_token(web_client, confirm_path(takedown_id, code))
+
+    wrong = web_client.get(confirm_path(takedown_id, "guess"))
+    unknown = web_client.get(confirm_path("00000000-0000-4000-8000-000000000000", code))
+    for response in (wrong, unknown):
+        assert response.status_code == 404
+        assert "This confirmation link is not valid" in response.text
+        assert "<button" not in response.text
+    assert wrong.text == unknown.text
+    posted = web_client.post(
+        f"/takedown/{takedown_id}/confirm", data={"csrf_token": token, "code": "guess"}
+    )
+    assert posted.status_code == 404
+
+    clock.advance(timedelta(hours=24))  # the request's deadline
+    expired = web_client.get(confirm_path(takedown_id, code))
+    assert expired.status_code == 410
+    assert "This confirmation link has expired" in expired.text
+    posted = web_client.post(
+        f"/takedown/{takedown_id}/confirm", data={"csrf_token": token, "code": code}
+    )
+    assert posted.status_code == 410
+    assert load(engine, takedown_id).email_confirmed_at is None
+
+
+def test_the_link_of_a_request_withdrawn_before_confirmation_says_nothing_is_left_to_confirm(
+    web_client: TestClient, ingest_headers: dict[str, str], engine: Engine
+) -> None:
+    path = file_for_status(web_client, ingest_headers)
+    takedown_id, token = path.split("/")[2].split("?token=")
+    code = confirmation_code(engine, takedown_id)
+    csrf = csrf_token(web_client, confirm_path(takedown_id, code))  # the button, still shown
+    withdrawn = web_client.post(
+        f"/takedown/{takedown_id}/withdraw",
+        data={"csrf_token": csrf, "token": token},
+        follow_redirects=False,
+    )
+    assert withdrawn.status_code == 303
+
+    shown = web_client.get(confirm_path(takedown_id, code))
+    pressed = web_client.post(
+        f"/takedown/{takedown_id}/confirm", data={"csrf_token": csrf, "code": code}
+    )
+
+    for page in (shown, pressed):
+        assert page.status_code == 200
+        assert "There is nothing left to confirm" in page.text
+        assert "Your address is confirmed" not in page.text and "<button" not in page.text
+        assert "You withdrew this request" in page.text
+    assert load(engine, takedown_id).email_confirmed_at is None
