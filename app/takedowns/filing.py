@@ -326,7 +326,13 @@ def confirm_takedown(
     lifecycle.record_transition(
         session, takedown, Action.confirmed, audit.CLAIMANT, now, reason="the e-mailed link"
     )
-    if takedown.status == S.received:
+    if takedown.status == S.received and policy.confirmation_overdue(
+        received_at=takedown.received_at, now=now, settings=settings
+    ):
+        # The sweep would have escalated it unconfirmed: which of the two ran first must
+        # not decide whether an operator sees it.
+        lifecycle.escalate_unconfirmed(session, takedown, now)
+    elif takedown.status == S.received:
         schedule = policy.schedule_on_confirmation(
             claimant_email=takedown.claimant_email,
             hosts=named_hosts(session, takedown),

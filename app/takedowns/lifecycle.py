@@ -157,6 +157,33 @@ def hold_removals(session: Session, takedown: Takedown, now: datetime) -> None:
     )
 
 
+NEVER_CONFIRMED = "the claimant did not confirm the e-mail address within the review window"
+CONFIRMED_LATE = "the claimant confirmed the e-mail address only after the review window ended"
+
+
+def escalate_unconfirmed(session: Session, takedown: Takedown, now: datetime) -> None:
+    """A request unconfirmed when its review window ended goes to an operator: never
+    removed automatically, its 24-hour deadline standing for the operator. Confirmed since
+    (before the scheduler's sweep saw it), the claimant is told, as any escalation is."""
+    why = NEVER_CONFIRMED if takedown.email_confirmed_at is None else CONFIRMED_LATE
+    move(
+        session,
+        takedown,
+        action=Action.escalated,
+        actor=audit.POLICY,
+        now=now,
+        allowed={S.received},
+        to=S.escalated,
+        reason=why,
+        values={"escalation_reason": why, "run_at": None},
+    )
+    hold_removals(session, takedown, now)
+    if takedown.email_confirmed_at is not None:
+        notifications.notify_claimant(
+            session=session, takedown=takedown, kind=EmailKind.escalated, now=now
+        )
+
+
 def start_removals(
     session: Session, takedown: Takedown, actor: str, run_at: datetime, now: datetime
 ) -> None:

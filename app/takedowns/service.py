@@ -26,7 +26,7 @@ from app.takedowns.lifecycle import (
     add_late_arrivals,
     complete,
     end_without_removal,
-    hold_removals,
+    escalate_unconfirmed,
     locked,
     move,
     record_breach,
@@ -153,19 +153,7 @@ def advance_waiting_requests(*, session: Session, settings: Settings, now: datet
         .with_for_update(skip_locked=True)
     ).all()
     for takedown in unconfirmed:
-        why = "the claimant did not confirm the e-mail address within the review window"
-        move(
-            session,
-            takedown,
-            action=Action.escalated,
-            actor=audit.POLICY,
-            now=now,
-            allowed={S.received},
-            to=S.escalated,
-            reason=why,
-            values={"escalation_reason": why, "run_at": None},
-        )
-        hold_removals(session, takedown, now)
+        escalate_unconfirmed(session, takedown, now)
     unfinished = exists().where(
         col(RemovalJob.takedown_id) == col(Takedown.id),
         col(RemovalJob.status).in_(removals.UNFINISHED_STATUSES),

@@ -262,6 +262,34 @@ def test_a_confirmed_mailbox_elsewhere_waits_for_the_review_window(
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
 
 
+def test_a_confirmation_after_the_review_window_goes_to_an_operator_before_the_sweep_runs(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+) -> None:
+    """Whether the scheduler's sweep or the claimant's click comes first after the window
+    ends must not decide: either way the request is the operator's, never removed by itself."""
+    article = ingest(client, ingest_headers, host="reuters.com")
+    filed = file(client, filing([article["id"]], claimant={"email": "legal@reuters.com"}))
+    clock.advance(REVIEW_WINDOW)
+    confirmed = confirm(client, engine, filed["id"])
+    assert confirmed["status"] == "escalated"
+    assert confirmed["email_confirmed_at"] is not None
+    takedown = load(engine, filed["id"])
+    assert "only after the review window" in (takedown.escalation_reason or "")
+    tick(engine, settings, clock)
+    assert client.get(f"/v1/articles/{article['id']}").status_code == 200
+    with new_session(engine) as session:
+        kinds = set(
+            session.scalars(
+                select(ClaimantEmail.kind).where(ClaimantEmail.takedown_id == filed["id"])
+            )
+        )
+    assert kinds == {"receipt", "escalated"}
+
+
 @pytest.mark.parametrize(
     ("email", "field"),
     [
