@@ -206,7 +206,8 @@ class SmtpMailer:
     def send(
         self, message: EmailMessage, *, recipient: str, before_data: Callable[[], bool]
     ) -> None:
-        """Hand the message over; raises SmtpRefused when the server said no before DATA,
+        """Hand the message over; raises SmtpRefused when the server said no (to the sender,
+        the recipient, DATA or the message itself),
         HandOverAborted when `before_data` said no, anything else when the connection
         failed (then the message may or may not have arrived, if it failed during DATA)."""
         _name, sender = parseaddr(self.sender)
@@ -227,10 +228,14 @@ class SmtpMailer:
                 raise HandOverAborted()
             payload = message.as_bytes(policy=SMTPUTF8 if options else SMTP)
             try:
-                smtp.data(payload)
+                code, _ = smtp.data(payload)
             except smtplib.SMTPDataError as exc:
-                # An error answer, to DATA or to the message: the server did not take it.
+                # DATA itself refused: the message was never sent.
                 raise SmtpRefused(exc.smtp_code, "message") from None
+            # smtplib returns the answer to the message rather than raising: a 4xx or 5xx
+            # here means the server did not take it.
+            if code != 250:
+                raise SmtpRefused(code, "message")
 
 
 class FileMailer:

@@ -45,11 +45,13 @@ class Arrived:
 
 
 class Inbox:
-    """The aiosmtpd handler: keeps what arrives; `rcpt_answers` scripts refusals."""
+    """The aiosmtpd handler: keeps what arrives; `rcpt_answers` and `data_answers` script
+    refusals of a recipient and of a message (after its DATA was sent)."""
 
     def __init__(self) -> None:
         self.messages: list[Arrived] = []
         self.rcpt_answers: list[str] = []
+        self.data_answers: list[str] = []
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -60,6 +62,8 @@ class Inbox:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.data_answers:
+            return self.data_answers.pop(0)
         message = message_from_bytes(envelope.content, policy=default)
         self.messages.append(Arrived(envelope.mail_from, list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
         return "250 Message accepted for delivery"

@@ -275,6 +275,48 @@ def test_a_permanent_refusal_fails_at_once_and_never_names_the_claimant(
     assert CLAIMANT_EMAIL not in logged and CLAIMANT_NAME not in logged
 
 
+def test_a_message_refused_after_its_data_fails_for_good_on_5xx(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    """The server's answer to the message itself counts: a 554 after DATA is not "sent"."""
+    file_request(client, ingest_headers)
+    smtp_server.inbox.data_answers = ["554 5.7.1 Message rejected as spam"]
+
+    assert make_notifier().run_once().emails_failed == 1
+
+    [row] = emails(engine)
+    assert (row.status, row.secret) == ("failed", None)
+    assert row.last_error == "the SMTP server refused the message with 554"
+    assert smtp_server.messages == []
+
+
+def test_a_message_refused_after_its_data_with_4xx_is_retried_and_sent_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
+) -> None:
+    file_request(client, ingest_headers)
+    smtp_server.inbox.data_answers = ["452 4.3.1 Insufficient system storage"]
+    runner = make_notifier()
+
+    assert runner.run_once().email_retries == 1
+    [row] = emails(engine)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error == "the SMTP server refused the message with 452"
+    clock.advance(timedelta(seconds=30))
+    assert runner.run_once().emails_sent == 1
+    assert len(smtp_server.messages) == 1
+    [row] = emails(engine)
+    assert (row.status, row.attempts) == ("sent", 2)
+
+
 def test_server_down_then_back_sends_every_email_once(
     client: TestClient,
     ingest_headers: dict[str, str],
