@@ -6,7 +6,8 @@
    `prepare_article`: sanitised body, body_text, content hash; `new_article_row`: canonical
    URL, slug, timestamps) on a process pool; the rows are pickled in chunks under bench/data/.
 2. load: a fresh database migrated with `app.migrate.upgrade_to_head`, then the rows through
-   SQLAlchemy Core `executemany` on the app's own tables, in large transactions. The search
+   SQLAlchemy Core `executemany` on the app's own tables (articles, their tags and their
+   matching keys in `article_match_keys`), in large transactions. The search
    rows come from the migrations' triggers: FTS5 on SQLite, article_search on PostgreSQL.
    Plain secondary indexes are dropped for the load and recreated from their own stored DDL
    afterwards: the same indexes, built once instead of row by row.
@@ -34,7 +35,8 @@ import psycopg
 from sqlalchemy import Connection, Engine, bindparam, text, update
 
 from app.articles.schemas import ArticleIn
-from app.articles.service import A, P, T, new_article_row, prepare_article
+from app.articles.service import MK, A, P, T, new_article_row, prepare_article
+from app.articles.urls import match_key
 from app.db import create_db_engine
 from app.migrate import upgrade_to_head
 from bench import corpus
@@ -50,7 +52,7 @@ from bench.targets import (
 )
 
 CHUNK = 10_000
-TABLES_WITH_LOAD_INDEXES = ("articles", "article_tags", "article_search")
+TABLES_WITH_LOAD_INDEXES = ("articles", "article_tags", "article_match_keys", "article_search")
 
 
 def log(message: str) -> None:
@@ -70,7 +72,7 @@ def chunk_count(rows: int) -> int:
 
 
 def prepared_rows(first: int, last: int) -> list[dict[str, Any]]:
-    """Articles first..last as ingest would insert them, with their tags."""
+    """Articles first..last as ingest would insert them, with their tags and matching key."""
     publisher_ids = {p["name"]: index + 1 for index, p in enumerate(corpus.publishers())}
     rows = []
     for n in range(first, last + 1):
@@ -80,7 +82,7 @@ def prepared_rows(first: int, last: int) -> list[dict[str, Any]]:
         row = new_article_row(
             prepared, publisher_id=publisher_ids[prepared.publisher_name], now=now
         )
-        rows.append({"id": n, **row, "_tags": prepared.tags})
+        rows.append({"id": n, **row, "_tags": prepared.tags, "_match_key": prepared.match_key})
     return rows
 
 
@@ -206,12 +208,22 @@ def _load_into(engine: Engine, rows: int) -> None:
         done = 0
         for chunk in read_chunks(rows):
             tags = [{"article_id": r["id"], "tag": tag} for r in chunk for tag in r["_tags"]]
+            # Chunks prepared before article_match_keys existed carry no key: computed here.
+            keys = [
+                {
+                    "article_id": r["id"],
+                    "match_key": r.get("_match_key") or match_key(r["canonical_url"]),
+                }
+                for r in chunk
+            ]
             with connection.begin():
                 connection.execute(
-                    A.insert(), [{k: v for k, v in r.items() if k != "_tags"} for r in chunk]
+                    A.insert(),
+                    [{k: v for k, v in r.items() if not k.startswith("_")} for r in chunk],
                 )
                 if tags:
                     connection.execute(T.insert(), tags)
+                connection.execute(MK.insert(), keys)
             counts.update(r["publisher_id"] for r in chunk)
             done += len(chunk)
             elapsed = time.perf_counter() - started

@@ -1,6 +1,11 @@
 """The mixed traffic of `bench/load.py`: 90% reads, 8% ingest, 2% takedown filings, from many
 concurrent clients, every answer timed and checked against what its route may answer.
 
+Filings stay `received` until the claimant confirms the address. Claimants behave as people
+do: a confirmer reads the receipts from the mail directory (the .eml files byline's
+FileMailer writes), and for most filings (CONFIRM_SHARE) a claimant confirms with the code of
+the link a few seconds later; the others never confirm, and must remove nothing.
+
 While it runs, a watcher reads the database every half second for newly removed articles and
 asks the API for each at once: a removed article must answer 451, and a read that was sent
 after the removal had been seen and still got 200 is counted as a violation.
@@ -17,8 +22,12 @@ from typing import Any
 
 import httpx
 
+from bench.mailbox import ConfirmationEmail, Inbox
+
 # What each route may answer in this traffic; anything else is an error. 451: a removed
-# article, or an update of one (its URL is blocked). 429: the filing rate limits, on purpose.
+# article, or an update of one (its URL is blocked). 429: the filing and confirmation rate
+# limits, on purpose (a confirmation answered 429 leaves its request unconfirmed). A filing
+# is always a new request (202), repeats included.
 EXPECTED = {
     "GET /v1/articles": {200},
     "GET /v1/articles?q": {200},
@@ -28,7 +37,8 @@ EXPECTED = {
     "GET /v1/transparency": {200},
     "POST /v1/articles": {200, 201, 451},
     "POST /v1/articles/batch": {200},
-    "POST /v1/takedowns": {200, 202, 429},
+    "POST /v1/takedowns": {202, 429},
+    "POST /v1/takedowns/{id}/confirm": {200, 429},
     "watch: removed article": {451},
 }
 WORDS = ["flood", "election", "market", "storm", "court", "vaccine", "budget", "strike"]
@@ -36,6 +46,12 @@ DOMAINS = [f"daily{n:02d}.com" for n in range(40)]
 # Articles loaded before the traffic starts: article(n, DOMAINS[n % 40]) for n below this.
 SEED_ARTICLES = 10_000
 CLIENT_ADDRESSES = [f"198.51.100.{n}" for n in range(1, 61)]
+# Of the filings: claimants whose mailbox is at the articles' domain (removal at once once
+# confirmed; the others after the review window), and filings whose claimant confirms.
+DOMAIN_MAILBOX_SHARE = 0.7
+CONFIRM_SHARE = 0.8
+# A claimant confirms this long (uniform, seconds) after the e-mail was written.
+READING_DELAY = (0.0, 3.0)
 
 
 def article(n: int, domain: str, *, revision: int = 0) -> dict[str, Any]:
@@ -78,6 +94,10 @@ class Record:
     # in a batch).
     acknowledged: dict[str, int] = field(default_factory=dict)
     filed: list[str] = field(default_factory=list)
+    # takedown id -> whether its claimant will confirm (decided at filing).
+    will_confirm: dict[str, bool] = field(default_factory=dict)
+    # takedown id -> the status the confirmation was answered with (200: confirmed).
+    confirmations: dict[str, int] = field(default_factory=dict)
     removed_seen: dict[int, float] = field(default_factory=dict)  # article id -> when seen
     violations: list[str] = field(default_factory=list)
     watched: int = 0
@@ -100,6 +120,7 @@ class Traffic:
         *,
         first_new: int,
         removed_ids: Callable[[], dict[int, Any]],
+        inbox: Inbox,
         seed: int = 7,
     ) -> None:
         self.base_url = base_url
@@ -107,6 +128,7 @@ class Traffic:
         self.known = known
         self.next_new = first_new
         self.removed_ids = removed_ids
+        self.inbox = inbox
         self.random = random.Random(seed)
         self.record = Record()
         self._lock = threading.Lock()
@@ -229,12 +251,13 @@ class Traffic:
         if not candidates:
             return
         targets = self.random.sample(candidates, k=min(len(candidates), self.random.randint(1, 3)))
-        verified = self.random.random() < 0.7
-        # Verified: the claimant's e-mail domain is the articles' domain, so removal runs at
-        # once. The others wait for the review window (short in this run).
+        at_domain = self.random.random() < DOMAIN_MAILBOX_SHARE
+        # A mailbox at the articles' domain: once confirmed, removal runs at once. Any other
+        # mailbox: once confirmed, after the review window (short in this run). Unconfirmed,
+        # neither ever runs: a filing in the name of legal@ a domain proves nothing.
         email = (
             f"legal@{domain}"
-            if verified
+            if at_domain
             else f"agent{self.random.randrange(30)}@rights.example.org"
         )
         body = {
@@ -252,7 +275,29 @@ class Traffic:
             client, "POST /v1/takedowns", "POST", "/v1/takedowns", json=body, headers=headers
         )
         if response.status_code == 202:
-            self.record.filed.append(response.json()["id"])
+            answer = response.json()
+            if answer["status"] != "received" or answer["confirmation"] != "emailed":
+                self.record.unexpected.append(f"filing answered {answer}"[:300])
+            self.record.filed.append(answer["id"])
+            self.record.will_confirm[answer["id"]] = self.random.random() < CONFIRM_SHARE
+
+    async def confirm(self, client: httpx.AsyncClient, email: ConfirmationEmail) -> None:
+        """The claimant opens the e-mail a moment later and confirms with its code."""
+        await asyncio.sleep(self.random.uniform(*READING_DELAY))
+        try:
+            response = await self._timed(
+                client,
+                "POST /v1/takedowns/{id}/confirm",
+                "POST",
+                f"/v1/takedowns/{email.takedown_id}/confirm",
+                json={"code": email.code},
+            )
+        except httpx.HTTPError as exc:
+            self.record.unexpected.append(f"confirm: {type(exc).__name__}")
+            return
+        self.record.confirmations[email.takedown_id] = response.status_code
+        if response.status_code == 200 and response.json()["proof"] != "confirmed_mailbox":
+            self.record.unexpected.append(f"confirmation answered {response.text[:250]}")
 
     # Running ---------------------------------------------------------------------------------
 
@@ -266,6 +311,24 @@ class Traffic:
                     await action(client)
                 except httpx.HTTPError as exc:
                     self.record.unexpected.append(f"{action.__name__}: {type(exc).__name__}")
+
+    async def _confirm_claims(self, deadline: float) -> None:
+        """Read the receipts as they are written; the claimants that confirm do so."""
+        unread: dict[str, ConfirmationEmail] = {}
+        confirming: set[asyncio.Task[None]] = set()
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:
+            while time.monotonic() < deadline:
+                for email in await asyncio.to_thread(self.inbox.read_new):
+                    unread[email.takedown_id] = email
+                # An e-mail can be written before its filing's answer has been read here.
+                for takedown_id in [i for i in unread if i in self.record.will_confirm]:
+                    email = unread.pop(takedown_id)
+                    if self.record.will_confirm[takedown_id]:
+                        task = asyncio.create_task(self.confirm(client, email))
+                        confirming.add(task)
+                        task.add_done_callback(confirming.discard)
+                await asyncio.sleep(0.2)
+            await asyncio.gather(*confirming)
 
     async def _watch_removals(self, deadline: float) -> None:
         """Every article seen removed in the database is asked for at once: it must be 451."""
@@ -294,6 +357,7 @@ class Traffic:
         deadline = started + duration
         await asyncio.gather(
             self._watch_removals(deadline),
+            self._confirm_claims(deadline),
             *(self._client_loop(deadline) for _ in range(concurrency)),
         )
         return time.monotonic() - started

@@ -1,19 +1,24 @@
-"""Removal throughput and filing-to-451 latency on the 1M-article benchmark databases.
+"""Removal throughput and confirm-to-451 latency on the benchmark databases.
 
     python -m bench.removals                      # both engines, 100,000 removals
     python -m bench.removals --engine postgres --workers 1,2,4 --count 100000
+    BENCH_ROWS=100000 python -m bench.removals --count 20000 --workers 1,4 --one-copy
 
 For each engine, on a *copy* of the benchmark database (the originals are never written):
 
-1. drain: 100,000 removals queued as verified claimants' filings leave them (requests of up
-   to 20 articles of one publisher, due now; bench/removals_queue.py), then drained by
-   1, 2 and 4 `byline worker` processes on PostgreSQL (a fresh copy for each), and by
-   `byline serve`'s embedded scheduler on SQLite. Default settings (batch 50, interval 5 s).
-   Afterwards: every row done, one `removed` audit row per article, every article removed,
-   every request completed once.
-2. latency: against `byline serve` with its embedded scheduler at the default interval,
-   verified filings of one article each (8 claimants at a time, at random moments); the
-   time from sending the filing until the article's URL answers 451, polled every 20 ms.
+1. drain: 100,000 removals queued as confirmed, proven claimants leave them (requests of
+   up to 20 articles of one publisher, confirmed by a mailbox at its domain, due now;
+   bench/removals_queue.py), then drained by 1, 2 and 4 `byline worker` processes on
+   PostgreSQL (a fresh copy for each), and by `byline serve`'s embedded scheduler on SQLite.
+   Default settings (batch 50, interval 5 s); the completion e-mails go to a temporary mail
+   directory. Afterwards: every row done, one `removed` audit row per article, every
+   article removed (with its tombstone), every request completed once.
+2. latency: against `byline serve` with its embedded scheduler (default interval 5 s) and
+   BYLINE_MAIL_DIR a temporary directory, proven claimants (rights@ the article's domain)
+   file for one article each, 8 at a time, at random moments; each reads the code from the
+   .eml file the notification runner writes, waits a random part of an interval (reading
+   the e-mail) and confirms. Timed: confirmation sent -> the article answers 451 (polled
+   every 20 ms), the headline; also filing -> e-mail and filing -> 451.
 
 Timed parts hold /tmp/byline-bench.lock (flock), as every benchmark here does. Results go to
 bench/out/removals.json and a Markdown table to stdout."""
@@ -21,12 +26,15 @@ bench/out/removals.json and a Markdown table to stdout."""
 import argparse
 import fcntl
 import json
+import math
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -43,6 +51,7 @@ from sqlalchemy import Engine, make_url, text
 
 from app.auth import Scope, create_api_key
 from app.db import create_db_engine, new_session, writer
+from bench.mailbox import Inbox
 from bench.removals_queue import queue_verified_takedowns
 from bench.servers import REPO, log, serving
 from bench.targets import (
@@ -158,6 +167,7 @@ class Drain:
     statuses: dict[str, int]
     duplicate_removals: int
     articles_left: int
+    tombstones_missing: int
     takedowns_not_completed: int
 
 
@@ -222,6 +232,14 @@ def verify(engine: Engine, claimant: str) -> dict[str, Any]:
             ),
             run,
         ).scalar_one()
+        tombstones_missing = connection.execute(
+            text(
+                f"SELECT count(*) FROM removal_jobs j{of_run} WHERE NOT EXISTS (SELECT 1 FROM"
+                " article_tombstones s WHERE s.article_id = j.article_id AND s.takedown_id ="
+                " j.takedown_id)"
+            ),
+            run,
+        ).scalar_one()
         not_completed = connection.execute(
             text(
                 "SELECT count(*) FROM takedowns t WHERE t.claimant_name = :claimant AND"
@@ -240,20 +258,25 @@ def verify(engine: Engine, claimant: str) -> dict[str, Any]:
         "statuses": statuses,
         "duplicate_removals": int(duplicates),
         "articles_left": int(left),
+        "tombstones_missing": int(tombstones_missing),
         "takedowns_not_completed": int(not_completed),
         "drain_seconds": (last - first).total_seconds(),
     }
 
 
-def runner_env(url: str) -> dict[str, str]:
+def runner_env(url: str, mail_dir: Path) -> dict[str, str]:
+    """A runner's environment: no SMTP, so e-mails are .eml files under `mail_dir`."""
+    env = {key: value for key, value in os.environ.items() if key != "BYLINE_SMTP_URL"}
     return {
-        **os.environ,
+        **env,
         "BYLINE_DATABASE_URL": url,
         "BYLINE_LOG_LEVEL": "INFO",
         "BYLINE_PUBLIC_BASE_URL": "https://news.example",
         "BYLINE_SCHEDULER": "embedded",
-        # Latency filings come from one address and several claimants, far above the limits.
+        "BYLINE_MAIL_DIR": str(mail_dir),
+        # Latency filings come from one address, far above the per-address limit.
         "BYLINE_TAKEDOWN_RATE_PER_ADDRESS": "1000000/hour",
+        "BYLINE_TAKEDOWN_RATE_PER_DOMAIN": "1000000/hour",
         "BYLINE_TAKEDOWN_RATE_PER_EMAIL": "1000000/hour",
     }
 
@@ -264,6 +287,8 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
     OUT_DIR.mkdir(exist_ok=True)
     label = f"{workers} worker{'s' if workers > 1 else ''}" if workers else "embedded"
     processes: list[subprocess.Popen[bytes]] = []
+    # The completion e-mails (one per request) are written here, and thrown away.
+    mail_dir = Path(tempfile.mkdtemp(prefix=f"byline-bench-mail-{engine_name}-"))
     try:
         started = time.monotonic()
         for index in range(max(workers, 1)):
@@ -276,7 +301,7 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
                     subprocess.Popen(
                         command,
                         cwd=REPO,
-                        env=runner_env(url),
+                        env=runner_env(url, mail_dir),
                         stdout=output,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
@@ -302,6 +327,7 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        shutil.rmtree(mail_dir, ignore_errors=True)
     checked = verify(engine, claimant)
     engine.dispose()
     result = Drain(
@@ -314,6 +340,7 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
         statuses=checked["statuses"],
         duplicate_removals=checked["duplicate_removals"],
         articles_left=checked["articles_left"],
+        tombstones_missing=checked["tombstones_missing"],
         takedowns_not_completed=checked["takedowns_not_completed"],
     )
     log(f"drain {engine_name} {label}: {result}")
@@ -321,6 +348,7 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
         result.statuses != {"done": count}
         or result.duplicate_removals
         or result.articles_left
+        or result.tombstones_missing
         or result.takedowns_not_completed
     ):
         raise RuntimeError(f"drain {engine_name} {label} is wrong: {result}")
@@ -332,12 +360,29 @@ def drain(url: str, engine_name: str, workers: int, count: int, claimant: str) -
 
 @dataclass
 class Latency:
+    """Proven claimants (a mailbox at the article's domain), one article each. The headline
+    is confirm -> 451: from sending `POST /v1/takedowns/{id}/confirm` until the article
+    answers 451. Filing -> e-mail is the wait for the receipt (written on the notification
+    runner's tick); filing -> 451 adds to both the claimant's reading delay, drawn uniformly
+    over one interval."""
+
     engine: str
-    filings: int
+    claimants: int
     interval_seconds: float
-    p50_seconds: float
-    p99_seconds: float
-    max_seconds: float
+    confirm_p50_seconds: float
+    confirm_p99_seconds: float
+    confirm_max_seconds: float
+    email_p50_seconds: float
+    email_p99_seconds: float
+    filing_p50_seconds: float
+    filing_p99_seconds: float
+
+
+@dataclass(frozen=True)
+class ClaimantTimes:
+    email_seconds: float  # filing sent -> receipt e-mail read from the mail directory
+    confirm_seconds: float  # confirmation sent -> the article answers 451
+    filing_seconds: float  # filing sent -> the article answers 451
 
 
 def ingest_key(url: str) -> str:
@@ -363,13 +408,13 @@ def ingest_key(url: str) -> str:
 
 def ingest_latency_articles(base: str, key: str, count: int) -> list[tuple[int, str]]:
     """`count` new articles, each from its own publisher on a real public suffix (policy
-    verifies a claimant against the Public Suffix List, and the corpus's `.example` hosts
-    have no registrable domain): (id, host) pairs."""
+    matches a claimant's mailbox against the Public Suffix List, and the corpus's `.example`
+    hosts have no registrable domain): (id, host) pairs."""
     run = int(time.time())
     items = [
         {
             "title": f"Latency probe {n}",
-            "body_html": f"<p>Probe article {n} for the filing-to-451 benchmark.</p>",
+            "body_html": f"<p>Probe article {n} for the confirm-to-451 benchmark.</p>",
             "source_url": f"https://www.probe{run}-{n}.com/2026/11/27/probe-{n}",
             "publisher": {"name": f"Probe {run}-{n}", "url": f"https://www.probe{run}-{n}.com"},
             "published_at": "2026-11-27T08:00:00Z",
@@ -389,23 +434,44 @@ def ingest_latency_articles(base: str, key: str, count: int) -> list[tuple[int, 
     return [(item["id"], f"probe{run}-{n}.com") for n, item in enumerate(answered)]
 
 
-def _request(method: str, url: str, body: dict[str, Any] | None = None) -> int:
+def _request(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """The status and the decoded JSON answer (None when there is none)."""
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if data is not None:
         request.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return int(response.status)
+            raw = response.read()
+            status = int(response.status)
     except urllib.error.HTTPError as error:
-        error.read()
-        return int(error.code)
+        raw = error.read()
+        status = int(error.code)
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, None
 
 
-def file_and_wait(base: str, article_id: int, domain: str, rng: random.Random) -> float:
-    """File a verified claimant's request for one article; seconds until its URL is 451."""
-    time.sleep(rng.uniform(0, 5.0))  # filings arrive at random moments of the interval
+def _wait_for_451(base: str, article_id: int, since: float) -> float:
+    """Poll the article every 20 ms; seconds from `since` until it answers 451."""
+    while True:
+        status, _ = _request("GET", f"{base}/v1/articles/{article_id}")
+        if status == 451:
+            return time.perf_counter() - since
+        if status != 200:
+            raise RuntimeError(f"article {article_id} answered {status}")
+        if time.perf_counter() - since > 120:
+            raise RuntimeError(f"article {article_id} not removed within 120 s")
+        time.sleep(0.02)
+
+
+def claim_and_confirm(
+    base: str, inbox: Inbox, article_id: int, domain: str, interval: float, rng: random.Random
+) -> ClaimantTimes:
+    """A proven claimant (rights@ the article's domain) files for one article, reads the
+    code from the e-mail and confirms; the seconds of each step."""
+    time.sleep(rng.uniform(0, interval))  # filings arrive at random moments of the interval
     filing = {
         "claimant": {"name": "Rights Desk", "email": f"rights@{domain}", "role": "owner"},
         "reason": "copyright",
@@ -415,43 +481,78 @@ def file_and_wait(base: str, article_id: int, domain: str, rng: random.Random) -
         "accurate": True,
         "signature": "Rights Desk",
     }
-    started = time.perf_counter()
-    status = _request("POST", f"{base}/v1/takedowns", filing)
-    if status != 202:
-        raise RuntimeError(f"filing for article {article_id} answered {status}")
-    while True:
-        status = _request("GET", f"{base}/v1/articles/{article_id}")
-        if status == 451:
-            return time.perf_counter() - started
-        if status != 200:
-            raise RuntimeError(f"article {article_id} answered {status}")
-        if time.perf_counter() - started > 120:
-            raise RuntimeError(f"article {article_id} not removed within 120 s")
-        time.sleep(0.02)
+    filed_at = time.perf_counter()
+    status, answer = _request("POST", f"{base}/v1/takedowns", filing)
+    if status != 202 or answer["status"] != "received" or answer["confirmation"] != "emailed":
+        raise RuntimeError(f"filing for article {article_id} answered {status}: {answer}")
+    email = inbox.wait_for(answer["id"], timeout=max(60.0, 10 * interval))
+    if email.recipient != filing["claimant"]["email"]:  # type: ignore[index]
+        raise RuntimeError(f"the code of {answer['id']} went to {email.recipient}")
+    status, _ = _request("GET", f"{base}/v1/articles/{article_id}")
+    if status != 200:
+        raise RuntimeError(f"article {article_id} answered {status} before its confirmation")
+    # The claimant opens the e-mail at some moment, not in step with the runners' ticks (the
+    # notification runner that wrote it ticks beside the removal runner).
+    time.sleep(rng.uniform(0, interval))
+    confirmed_at = time.perf_counter()
+    status, view = _request(
+        "POST", f"{base}/v1/takedowns/{answer['id']}/confirm", {"code": email.code}
+    )
+    if status != 200 or view["status"] != "queued" or view["proof"] != "confirmed_mailbox":
+        raise RuntimeError(f"confirmation of {answer['id']} answered {status}: {view}")
+    if datetime.fromisoformat(view["run_at"]) > datetime.fromisoformat(view["email_confirmed_at"]):
+        raise RuntimeError(f"{answer['id']} is not due at once: run_at {view['run_at']}")
+    confirm_seconds = _wait_for_451(base, article_id, confirmed_at)
+    return ClaimantTimes(
+        email_seconds=email.seen_at - filed_at,
+        confirm_seconds=confirm_seconds,
+        filing_seconds=confirmed_at + confirm_seconds - filed_at,
+    )
 
 
-def latency(url: str, engine_name: str, filings: int) -> Latency:
+def nearest_rank(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(math.ceil(fraction * len(ordered)), 1) - 1]
+
+
+def latency(url: str, engine_name: str, claimants: int, interval: float) -> Latency:
     key = ingest_key(url)
     base = f"http://127.0.0.1:{PORT}"
-    env = runner_env(url)
+    mail_dir = Path(tempfile.mkdtemp(prefix=f"byline-bench-mail-{engine_name}-"))
+    env = {**runner_env(url, mail_dir), "BYLINE_SCHEDULER_INTERVAL_SECONDS": str(interval)}
+    inbox = Inbox(mail_dir)
     command: list[str | Path] = [BYLINE, "serve", "--no-migrate", "--port", str(PORT)]
-    with serving(f"removals-latency-{engine_name}", command, ready_url=f"{base}/healthz", env=env):
-        articles = ingest_latency_articles(base, key, filings)
-        rngs = [random.Random(i) for i in range(len(articles))]
-        with ThreadPoolExecutor(8) as pool:
-            seconds = sorted(
-                pool.map(
-                    lambda a: file_and_wait(base, a[1][0], a[1][1], rngs[a[0]]),
-                    enumerate(articles),
+    try:
+        with serving(
+            f"removals-latency-{engine_name}", command, ready_url=f"{base}/healthz", env=env
+        ):
+            articles = ingest_latency_articles(base, key, claimants)
+            rngs = [random.Random(i) for i in range(len(articles))]
+            with ThreadPoolExecutor(8) as pool:
+                times = list(
+                    pool.map(
+                        lambda a: claim_and_confirm(
+                            base, inbox, a[1][0], a[1][1], interval, rngs[a[0]]
+                        ),
+                        enumerate(articles),
+                    )
                 )
-            )
+    finally:
+        shutil.rmtree(mail_dir, ignore_errors=True)
+    confirm = [t.confirm_seconds for t in times]
+    email = [t.email_seconds for t in times]
+    filing = [t.filing_seconds for t in times]
     result = Latency(
         engine=engine_name,
-        filings=len(seconds),
-        interval_seconds=5.0,
-        p50_seconds=round(statistics.median(seconds), 2),
-        p99_seconds=round(seconds[max(0, int(len(seconds) * 0.99) - 1)], 2),
-        max_seconds=round(seconds[-1], 2),
+        claimants=len(times),
+        interval_seconds=interval,
+        confirm_p50_seconds=round(statistics.median(confirm), 2),
+        confirm_p99_seconds=round(nearest_rank(confirm, 0.99), 2),
+        confirm_max_seconds=round(max(confirm), 2),
+        email_p50_seconds=round(statistics.median(email), 2),
+        email_p99_seconds=round(nearest_rank(email, 0.99), 2),
+        filing_p50_seconds=round(statistics.median(filing), 2),
+        filing_p99_seconds=round(nearest_rank(filing, 0.99), 2),
     )
     log(f"latency {engine_name}: {result}")
     return result
@@ -477,12 +578,33 @@ class Results:
         OUT_DIR.mkdir(exist_ok=True)
         saved = {
             "rows": self.rows,
-            "machine": f"{os.cpu_count()} cores",
+            "machine": machine(),
             "drains": [asdict(d) for d in self.drains],
             "latencies": [asdict(x) for x in self.latencies],
         }
         (OUT_DIR / "removals.json").write_text(json.dumps(saved, indent=2) + "\n")
         (OUT_DIR / "removals.md").write_text(markdown(self.drains, self.latencies) + "\n")
+
+
+def machine() -> dict[str, Any]:
+    """What ran the measurement: a figure means little without it."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "commit": commit,
+    }
 
 
 def run_postgres(
@@ -491,12 +613,13 @@ def run_postgres(
     count: int,
     per_takedown: int,
     filings: int,
+    interval: float,
     results: Results,
     *,
     one_copy: bool,
 ) -> None:
     # Each worker count gets a fresh copy of one base copy; with `one_copy`, the runs share
-    # one copy and each removes 100,000 other articles (quicker: copies take minutes).
+    # one copy and each removes `count` other articles (quicker: copies take minutes).
     base = source if one_copy else PG_BASE
     if not one_copy:
         log(f"copying {source} to {PG_BASE}")
@@ -506,11 +629,12 @@ def run_postgres(
             if index == 0 or not one_copy:
                 log(f"copying {base} to {PG_RUN}")
                 pg_clone(base, PG_RUN)
-            claimant = prepare_queue(pg_url(PG_RUN), count, per_takedown)
+            claimant = prepare_queue(pg_url(PG_RUN), count, per_takedown) if count else ""
             with bench_lock():
-                results.add(drain(pg_url(PG_RUN), "postgres", n, count, claimant))
+                if count:
+                    results.add(drain(pg_url(PG_RUN), "postgres", n, count, claimant))
                 if filings and index == len(workers) - 1:
-                    results.add(latency(pg_url(PG_RUN), "postgres", filings))
+                    results.add(latency(pg_url(PG_RUN), "postgres", filings, interval))
             if not one_copy:
                 pg_drop(PG_RUN)
     finally:
@@ -519,16 +643,19 @@ def run_postgres(
             pg_drop(PG_BASE)
 
 
-def run_sqlite(source: Path, count: int, per_takedown: int, filings: int, results: Results) -> None:
+def run_sqlite(
+    source: Path, count: int, per_takedown: int, filings: int, interval: float, results: Results
+) -> None:
     log(f"copying {source} to {SQLITE_RUN.name}")
     sqlite_copy(source, SQLITE_RUN)
     url = f"sqlite:///{SQLITE_RUN}"
     try:
-        claimant = prepare_queue(url, count, per_takedown)
+        claimant = prepare_queue(url, count, per_takedown) if count else ""
         with bench_lock():
-            results.add(drain(url, "sqlite", 0, count, claimant))
+            if count:
+                results.add(drain(url, "sqlite", 0, count, claimant))
             if filings:
-                results.add(latency(url, "sqlite", filings))
+                results.add(latency(url, "sqlite", filings, interval))
     finally:
         sqlite_drop(SQLITE_RUN)
 
@@ -547,13 +674,17 @@ def markdown(drains: list[Drain], latencies: list[Latency]) -> str:
     if latencies:
         lines += [
             "",
-            "| engine | filings | interval | p50 | p99 | max |",
+            "| engine | proven claimants | interval | confirm -> 451 p50 / p99 / max "
+            "| filing -> e-mail p50 / p99 | filing -> 451 p50 / p99 |",
             "|---|---|---|---|---|---|",
         ]
         for x in latencies:
             lines.append(
-                f"| {x.engine} | {x.filings} | {x.interval_seconds:.0f} s | {x.p50_seconds:.2f} s"
-                f" | {x.p99_seconds:.2f} s | {x.max_seconds:.2f} s |"
+                f"| {x.engine} | {x.claimants} | {x.interval_seconds:g} s "
+                f"| {x.confirm_p50_seconds:.2f} / {x.confirm_p99_seconds:.2f} / "
+                f"{x.confirm_max_seconds:.2f} s "
+                f"| {x.email_p50_seconds:.2f} / {x.email_p99_seconds:.2f} s "
+                f"| {x.filing_p50_seconds:.2f} / {x.filing_p99_seconds:.2f} s |"
             )
     return "\n".join(lines)
 
@@ -561,10 +692,15 @@ def markdown(drains: list[Drain], latencies: list[Latency]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--engine", choices=["sqlite", "postgres", "both"], default="both")
-    parser.add_argument("--count", type=int, default=100_000)
+    parser.add_argument("--count", type=int, default=100_000, help="removals; 0: no drain")
     parser.add_argument("--workers", default="1,2,4", help="PostgreSQL worker processes")
     parser.add_argument("--per-takedown", type=int, default=20)
-    parser.add_argument("--filings", type=int, default=100, help="0: no latency run")
+    parser.add_argument(
+        "--filings", type=int, default=100, help="proven claimants of the latency run; 0: none"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=5.0, help="scheduler interval of the latency run (s)"
+    )
     parser.add_argument("--wait", action="store_true", help="wait for `make bench-data`")
     parser.add_argument(
         "--one-copy",
@@ -590,6 +726,7 @@ def main() -> None:
                 args.count,
                 args.per_takedown,
                 args.filings,
+                args.interval,
                 results,
                 one_copy=args.one_copy,
             )
@@ -598,7 +735,7 @@ def main() -> None:
             if not args.source_sqlite:
                 wait_for_source(name, rows, args.wait)
             log(f"{name}: source file {path}")
-            run_sqlite(path, args.count, args.per_takedown, args.filings, results)
+            run_sqlite(path, args.count, args.per_takedown, args.filings, args.interval, results)
     print(markdown(results.drains, results.latencies))
 
 
