@@ -1,7 +1,7 @@
 """The `byline` command: serve, migrate, keys (and worker, for the removal queue)."""
 
 import signal
-import threading
+from collections import Counter
 from types import FrameType
 from typing import Annotated
 
@@ -12,17 +12,16 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from app import background
 from app.articles.urls import registrable_domain
 from app.auth import Scope, create_api_key, list_api_keys, revoke_api_key
 from app.clock import SystemClock
 from app.config import settings_or_exit
 from app.db import create_db_engine, new_session, writer
+from app.jobs.wakeups import StopSignal
+from app.jobs.worker import JobCounters
 from app.migrate import current_revision, head_revision, upgrade_to_head
-from app.notifications.delivery import NotificationRunner, NotificationTick
 from app.observability import configure_logging
-from app.publishers.service import publisher_rechecks
-from app.scheduler.metrics import RunnerCounters
-from app.scheduler.runner import RemovalRunner, TickResult, runner_identity
 from app.takedowns.schemas import Domain
 from app.timeouts import SlowClientGuard
 
@@ -109,75 +108,56 @@ def worker(
         ),
     ] = 0.0,
 ) -> None:
-    """Run the removal scheduler and the notification runner (claimant e-mails, webhooks,
-    the daily re-check of publishers' DNS records) as their own process (SIGTERM/SIGINT:
-    finish the current removal or delivery, give the rest of the batch back, exit)."""
+    """Run the background work as its own process: removals (with `--concurrency` workers)
+    and, on one more worker, webhooks, e-mails and the daily re-check of publishers' DNS
+    records (SIGTERM/SIGINT: finish the rows in hand, give the rest back, exit)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level)
-    stop = _stop_on_signals()
     engine = migrated_engine()
     counters = None
     if metrics_port is not None:
         registry = CollectorRegistry()
-        counters = RunnerCounters(registry)
+        counters = JobCounters(registry)
         start_http_server(metrics_port, registry=registry)
-    runners = [
-        RemovalRunner(
-            engine=engine,
-            settings=settings,
-            clock=SystemClock(),
-            owner=runner_identity(f"worker-{index}"),
-            metrics=counters,
-            pause_after_removal=test_pause_after_removal,
-        )
-        for index in range(concurrency)
-    ]
-    notifier = NotificationRunner(
+    workers = background.workers(
         engine=engine,
         settings=settings,
         clock=SystemClock(),
-        owner=runner_identity("worker-notifications"),
-        publisher_checks=publisher_rechecks(engine=engine, settings=settings),
+        name="worker",
+        removal_workers=concurrency,
+        counters=counters,
+        pause_after_removal=test_pause_after_removal,
     )
-    results: list[TickResult] = []
-    notified: list[NotificationTick] = []
-
-    def run(runner: RemovalRunner) -> None:
-        if once:
-            results.append(runner.run_once(stop=stop))
-        else:
-            runner.run_forever(stop)
-
-    def notify() -> None:
-        if once:
-            notified.append(notifier.run_once(stop=stop))
-        else:
-            notifier.run_forever(stop)
-
-    threads = [
-        threading.Thread(target=run, args=(runner,), name=f"byline-worker-{index}")
-        for index, runner in enumerate(runners)
-    ]
-    threads.append(threading.Thread(target=notify, name="byline-worker-notifications"))
-    for thread in threads:
-        thread.start()
-    # The main thread only waits: signal handlers run here, between the waits.
-    while any(thread.is_alive() for thread in threads):
-        for thread in threads:
-            thread.join(0.5)
-    notifier.close()
-    engine.dispose()
     if once:
-        keys = ("claimed", "removed", "already_removed", "cancelled", "retried", "failed")
-        totals = {key: sum(getattr(result, key) for result in results) for key in keys}
-        typer.echo(", ".join(f"{key.replace('_', ' ')} {count}" for key, count in totals.items()))
-        tick = notified[0] if notified else NotificationTick()
-        typer.echo(f"webhooks delivered {tick.delivered}, e-mails sent {tick.emails_sent}")
+        stop = _stop_on_signals(StopSignal())
+        results = [each.run_once(stop=stop) for each in workers]
+        background.close(workers)
+        engine.dispose()
+        outcomes = sum((result.outcomes for result in results), Counter[tuple[str, str]]())
+        claimed = sum((result.claimed for result in results), Counter[str]())
+        counts = {"claimed": claimed["removal"]} | {
+            outcome: outcomes[("removal", outcome)]
+            for outcome in ("removed", "already_removed", "cancelled", "retried", "failed")
+        }
+        typer.echo(", ".join(f"{key.replace('_', ' ')} {n}" for key, n in counts.items()))
+        typer.echo(
+            f"webhooks delivered {outcomes[('webhook', 'delivered')]}, "
+            f"e-mails sent {outcomes[('email', 'sent')]}"
+        )
+        return
+    running = background.background_workers(workers, engine)
+    _stop_on_signals(running.stop_event)
+    running.start()
+    # The main thread only waits: signal handlers run here, between the waits.
+    while not running.stop_event.wait(0.5):
+        pass
+    running.stop()
+    background.close(workers)
+    engine.dispose()
 
 
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGTERM or SIGINT: runners finish the current removal and stop."""
-    stop = threading.Event()
+def _stop_on_signals(stop: StopSignal) -> StopSignal:
+    """`stop`, set by SIGTERM or SIGINT: workers finish the rows in hand and stop."""
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         typer.echo(f"byline worker: {signal.Signals(signum).name}, stopping", err=True)

@@ -10,25 +10,23 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
-from app import auth_routes, health
+from app import auth_routes, background, health
 from app.articles import routes as articles
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
 from app.errors import install_error_handlers
 from app.inputs import RefuseNulCharacters
+from app.jobs.worker import BackgroundWorkers, JobCounters, Worker
 from app.limits import BodySizeLimit
 from app.notifications import routes as webhook_admin
-from app.notifications.delivery import NotificationRunner
 from app.notifications.metrics import install_outbox_metrics
 from app.observability import AccessLog, AccessLogAndMetrics, Metrics, configure_logging
 from app.openapi import install_openapi
 from app.publishers import routes as publishers
-from app.publishers.service import publisher_rechecks
 from app.reads import RowReader
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
-from app.scheduler.runner import BackgroundRunner, RemovalRunner, runner_identity
 from app.takedowns import admin_routes as takedown_admin
 from app.takedowns import routes as takedowns
 from app.takedowns import transparency_routes as transparency
@@ -38,7 +36,7 @@ from app.web import routes as web
 
 logger = logging.getLogger("byline.app")
 
-# Shutdown waits this long for the embedded scheduler's current removal to commit.
+# Shutdown waits this long for the embedded workers' rows in hand to commit.
 SCHEDULER_STOP_TIMEOUT_SECONDS = 15.0
 
 
@@ -55,40 +53,29 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        backgrounds: list[BackgroundRunner] = []
         await app.state.rows.open()
+        embedded: list[Worker] = []
+        running: BackgroundWorkers | None = None
         if settings.scheduler == "embedded":
-            runner = RemovalRunner(
+            embedded = background.workers(
                 engine=engine,
                 settings=settings,
                 clock=clock,
-                owner=runner_identity("embedded"),
-                metrics=app.state.removal_counters,
+                name="embedded",
+                counters=app.state.job_counters,
             )
-            notifier = NotificationRunner(
-                engine=engine,
-                settings=settings,
-                clock=clock,
-                owner=runner_identity("embedded-notifications"),
-                publisher_checks=publisher_rechecks(engine=engine, settings=settings),
-            )
-            backgrounds = [
-                BackgroundRunner(runner),
-                BackgroundRunner(notifier, name="byline-notifications"),
-            ]
-            for background in backgrounds:
-                background.start()
+            running = background.background_workers(embedded, engine)
+            running.start()
         try:
             yield
         finally:
             app.state.access_log.flush()
             await app.state.rows.close()
-            for background in backgrounds:
-                background.stop_event.set()
-            for background in backgrounds:
-                stopped = await asyncio.to_thread(background.stop, SCHEDULER_STOP_TIMEOUT_SECONDS)
+            if running is not None:
+                stopped = await asyncio.to_thread(running.stop, SCHEDULER_STOP_TIMEOUT_SECONDS)
                 if not stopped:
-                    logger.error("embedded scheduler did not stop in time; its lease will expire")
+                    logger.error("embedded workers did not stop in time; their leases will expire")
+                background.close(embedded)
 
     app = FastAPI(
         title="byline",
@@ -107,7 +94,8 @@ def create_app(
     app.state.rows = RowReader(engine)
     refreshers: list[Callable[[], None]] = []
     app.state.metric_refreshers = refreshers
-    app.state.removal_counters = install_removal_metrics(
+    app.state.job_counters = JobCounters(app.state.metrics.registry)
+    install_removal_metrics(
         registry=app.state.metrics.registry, refreshers=refreshers, engine=engine, clock=clock
     )
     install_outbox_metrics(

@@ -13,10 +13,10 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from app import background
 from app.clock import SystemClock
 from app.config import Settings
 from app.db import create_db_engine
-from app.scheduler.runner import RemovalRunner
 from bench.removals_queue import queue_verified_takedowns
 
 SECONDS: Counter[str] = Counter()
@@ -54,21 +54,23 @@ def main() -> None:
         engine, count=args.count, per_takedown=args.per_takedown, now=datetime.now(UTC)
     )
     counts = count_statements(engine)
-    runner = RemovalRunner(
+    settings = Settings(database_url=args.url)
+    worker = background.worker(
         engine=engine,
-        settings=Settings(database_url=args.url),
+        settings=settings,
         clock=SystemClock(),
+        handlers=[background.removal_handler(settings)],
+        name="profile",
     )
     started = time.perf_counter()
-    result = runner.run_once()
+    removed = worker.run_once().of("removal")["removed"]
     elapsed = time.perf_counter() - started
-    print(f"{result.removed:,} removed in {elapsed:.2f} s ({result.removed / elapsed:,.0f}/s)")
+    print(f"{removed:,} removed in {elapsed:.2f} s ({removed / elapsed:,.0f}/s)")
     total = sum(counts.values())
-    print(f"{total:,} statements, {total / max(result.removed, 1):.2f} per removal")
+    print(f"{total:,} statements, {total / max(removed, 1):.2f} per removal")
     for key, n in counts.most_common():
         print(
-            f"  {n / max(result.removed, 1):6.2f}"
-            f" {SECONDS[key] * 1000 / max(result.removed, 1):7.3f} ms  {key}"
+            f"  {n / max(removed, 1):6.2f} {SECONDS[key] * 1000 / max(removed, 1):7.3f} ms  {key}"
         )
 
 

@@ -193,9 +193,9 @@ def queue_verified_takedowns(
                     },
                     "secret": None,
                     "confirmation_code": None,
-                    "status": "sent",
+                    "status": "done",
                     "attempts": 1,
-                    "next_attempt_at": received_at,
+                    "run_at": received_at,
                     "created_at": received_at,
                     "finished_at": received_at + timedelta(seconds=5),
                 }

@@ -31,7 +31,7 @@ from app.articles.models import Article, ArticleMatchKey, ArticleTag, ArticleTom
 from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
 from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
 from app.articles.urls import match_key, match_key_host, normalise_url, source_domain
-from app.db import insert_for
+from app.dialects import dialect_of
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
 from app.notifications import outbox as notifications
 from app.notifications.models import EventKind
@@ -159,7 +159,7 @@ def ensure_publishers(
     *, session: Session, publishers: dict[str, str | None], now: datetime
 ) -> dict[str, int]:
     """Ids of the named publishers, creating missing ones; a newly given homepage is kept."""
-    insert = insert_for(session)
+    insert = dialect_of(session).insert
     session.execute(
         insert(P).on_conflict_do_nothing(index_elements=["name"]),
         [
@@ -257,7 +257,7 @@ def store_articles(
     )
     count_deltas: Counter[int] = Counter()
     if fresh:
-        insert = insert_for(session)
+        insert = dialect_of(session).insert
         rows = [
             new_article_row(a, publisher_id=publisher_ids[a.publisher_name], now=now) for a in fresh
         ]

@@ -7,19 +7,19 @@ from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Engine, func, select
 
 from app.db import new_session
-from app.notifications.models import DeliveryStatus, EmailStatus
+from app.jobs.models import JobStatus
+from app.notifications.models import EMAIL_UNCONFIRMED
 from app.notifications.outbox import CE, EP, D
 
 # Counted: what is still to do, and what needs an operator's eye. Sent and delivered rows
 # pile up and are left out, so the scrape stays on the status indexes.
 EMAIL_STATUSES = (
-    EmailStatus.pending,
-    EmailStatus.sending,
-    EmailStatus.submitting,
-    EmailStatus.failed,
-    EmailStatus.unconfirmed,
+    JobStatus.queued.value,
+    JobStatus.running.value,
+    JobStatus.failed.value,
+    EMAIL_UNCONFIRMED,
 )
-DELIVERY_STATUSES = (DeliveryStatus.pending, DeliveryStatus.delivering, DeliveryStatus.failed)
+DELIVERY_STATUSES = (JobStatus.queued.value, JobStatus.running.value, JobStatus.failed.value)
 
 
 class OutboxGauges:
@@ -48,14 +48,14 @@ class OutboxGauges:
             emails = dict(
                 session.execute(
                     select(CE.c.status, func.count())
-                    .where(CE.c.status.in_([s.value for s in EMAIL_STATUSES]))
+                    .where(CE.c.status.in_(EMAIL_STATUSES))
                     .group_by(CE.c.status)
                 ).all()
             )
             deliveries = dict(
                 session.execute(
                     select(D.c.status, func.count())
-                    .where(D.c.status.in_([s.value for s in DELIVERY_STATUSES]))
+                    .where(D.c.status.in_(DELIVERY_STATUSES))
                     .group_by(D.c.status)
                 ).all()
             )
@@ -69,11 +69,9 @@ class OutboxGauges:
                 ).select_from(EP)
             ).one()
         for email_status in EMAIL_STATUSES:
-            self.emails.labels(email_status.value).set(emails.get(email_status.value, 0))
+            self.emails.labels(email_status).set(emails.get(email_status, 0))
         for delivery_status in DELIVERY_STATUSES:
-            self.deliveries.labels(delivery_status.value).set(
-                deliveries.get(delivery_status.value, 0)
-            )
+            self.deliveries.labels(delivery_status).set(deliveries.get(delivery_status, 0))
         self.endpoints.labels("disabled").set(disabled)
         self.endpoints.labels("failing").set(failing)
         self.endpoints.labels("active").set(total - disabled - failing)

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, U
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime
+from app.jobs.models import JobColumns
 
 
 class EventKind(StrEnum):
@@ -31,29 +32,18 @@ class EmailKind(StrEnum):
     publisher_lapsed = "publisher_lapsed"
 
 
-class EmailStatus(StrEnum):
-    pending = "pending"  # waiting to be sent (again, after a failed try: see next_attempt_at)
-    sending = "sending"  # leased to a runner; nothing handed to the SMTP server yet
-    submitting = "submitting"  # the message is being handed over (SMTP DATA)
-    sent = "sent"
-    skipped = "skipped"  # BYLINE_SMTP_URL unset: recorded, never sent
-    failed = "failed"  # refused for good, or retried for the whole window
-    unconfirmed = "unconfirmed"  # the runner died while handing over: maybe sent; never resent
+# An e-mail whose worker died while handing it over: it may have been sent, so it never is
+# again (beside the statuses of every job, `app.jobs.models.JobStatus`).
+EMAIL_UNCONFIRMED = "unconfirmed"
 
 
-class DeliveryStatus(StrEnum):
-    pending = "pending"
-    delivering = "delivering"  # leased to a runner
-    delivered = "delivered"
-    failed = "failed"  # retried for the whole window
-
-
-class ClaimantEmail(SQLModel, table=True):
+class ClaimantEmail(JobColumns, table=True):
     """One e-mail to a claimant about one event of their request, or to a publisher about
     its domain verification (exactly one of `takedown_id`, `verification_id`). `recipient`
     is personal data (operators only). `secret` holds the status token of a receipt and
     `confirmation_code` the code of its confirmation link until the e-mail is sent or given
-    up; then both are erased."""
+    up; then both are erased. `handed_over_at` is set, and committed, just before the message
+    itself goes to the SMTP server: the point after which it is never sent again."""
 
     __tablename__ = "claimant_emails"
     __table_args__ = (
@@ -62,7 +52,7 @@ class ClaimantEmail(SQLModel, table=True):
         # each outage is told; the conditional status UPDATEs that queue them act once.
         UniqueConstraint("takedown_id", "kind"),
         Index("ix_claimant_emails_verification_id", "verification_id"),
-        Index("ix_claimant_emails_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_claimant_emails_status_run_at", "status", "run_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -79,14 +69,7 @@ class ClaimantEmail(SQLModel, table=True):
     context: dict[str, Any] = Field(sa_type=JSON)
     secret: str | None = Field(default=None, sa_type=String(100))
     confirmation_code: str | None = Field(default=None, sa_type=String(100))
-    status: str = Field(sa_type=String(12))  # EmailStatus
-    attempts: int = Field(default=0)
-    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
-    lease_owner: str | None = Field(default=None, sa_type=String(100))
-    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_error: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    handed_over_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class WebhookEndpoint(SQLModel, table=True):
@@ -129,13 +112,13 @@ class WebhookEvent(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime)
 
 
-class WebhookDelivery(SQLModel, table=True):
+class WebhookDelivery(JobColumns, table=True):
     """One event for one endpoint: its attempts and outcome (the endpoint's delivery log)."""
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id"),
-        Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_webhook_deliveries_status_run_at", "status", "run_at"),
         # An article's events go to an endpoint in order: the claim looks for earlier ones.
         Index(
             "ix_webhook_deliveries_endpoint_id_article_id_event_id",
@@ -158,13 +141,5 @@ class WebhookDelivery(SQLModel, table=True):
     )
     # The event's article, copied here so that ordering needs no join.
     article_id: int | None = Field(default=None)
-    status: str = Field(sa_type=String(12))  # DeliveryStatus
-    attempts: int = Field(default=0)
-    next_attempt_at: datetime = Field(sa_type=UTCDateTime)
-    lease_owner: str | None = Field(default=None, sa_type=String(100))
-    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_status_code: int | None = Field(default=None)
-    last_error: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,7 +1,7 @@
 """The outbox: what other domains record in their own transaction (`notify_claimant`,
 `publish_article_changes`, `publish_articles_removed`, `publish_takedown_completed`), so that
-an event and its notifications commit or roll back together. `queue.py` holds the SQL with
-which the runner (`delivery.py`) drains it.
+an event and its notifications commit or roll back together, and the workers that send them
+are woken when it commits (`emails.py` and `deliveries.py` are their handlers).
 
 Webhook fan-out happens at write time: one `webhook_events` row per event and one
 `webhook_deliveries` row per subscribed endpoint, each set in one executemany insert; when no
@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from app.db import insert_for
+from app.dialects import dialect_of
+from app.jobs import wakeups
+from app.jobs.models import JobStatus
 from app.notifications.models import (
     ClaimantEmail,
-    DeliveryStatus,
     EmailKind,
-    EmailStatus,
     EventKind,
     WebhookDelivery,
     WebhookEndpoint,
@@ -34,6 +34,8 @@ CE = ClaimantEmail.__table__  # type: ignore[attr-defined]
 EP = WebhookEndpoint.__table__  # type: ignore[attr-defined]
 EV = WebhookEvent.__table__  # type: ignore[attr-defined]
 D = WebhookDelivery.__table__  # type: ignore[attr-defined]
+EMAIL_KIND = "email"
+WEBHOOK_KIND = "webhook"
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -65,7 +67,7 @@ def notify_claimant(
         "statement_of_reasons": takedown.decision_reason if kind == EmailKind.rejected else None,
         **(details or {}),
     }
-    insert = insert_for(session)
+    insert = dialect_of(session).insert
     session.execute(
         insert(CE)
         .values(
@@ -76,13 +78,14 @@ def notify_claimant(
             context=context,
             secret=token,
             confirmation_code=confirmation_code,
-            status=EmailStatus.pending.value,
+            status=JobStatus.queued.value,
             attempts=0,
-            next_attempt_at=now,
+            run_at=now,
             created_at=now,
         )
         .on_conflict_do_nothing(index_elements=["takedown_id", "kind"])
     )
+    wakeups.wake(session, EMAIL_KIND)
 
 
 def notify_publisher(
@@ -97,18 +100,21 @@ def notify_publisher(
     """Queue the e-mail telling the address of a domain verification about `kind`. The
     caller's status change, a conditional UPDATE, is what makes it once per event."""
     session.execute(
-        insert_for(session)(CE).values(
+        dialect_of(session)
+        .insert(CE)
+        .values(
             uid=str(uuid.uuid4()),
             verification_id=verification_id,
             kind=kind.value,
             recipient=recipient,
             context={"verification_id": verification_id, **details},
-            status=EmailStatus.pending.value,
+            status=JobStatus.queued.value,
             attempts=0,
-            next_attempt_at=now,
+            run_at=now,
             created_at=now,
         )
     )
+    wakeups.wake(session, EMAIL_KIND)
 
 
 @dataclass(frozen=True)
@@ -140,7 +146,7 @@ def publish(*, session: Session, events: Sequence[NewEvent], now: datetime) -> i
     if not wanted:
         return 0
     event_ids = session.scalars(
-        insert_for(session)(EV).returning(EV.c.id, sort_by_parameter_order=True),
+        dialect_of(session).insert(EV).returning(EV.c.id, sort_by_parameter_order=True),
         [
             {
                 "uid": str(uuid.uuid4()),
@@ -158,15 +164,16 @@ def publish(*, session: Session, events: Sequence[NewEvent], now: datetime) -> i
             "endpoint_id": endpoint_id,
             "event_id": event_id,
             "article_id": event.article_id,
-            "status": DeliveryStatus.pending.value,
+            "status": JobStatus.queued.value,
             "attempts": 0,
-            "next_attempt_at": now,
+            "run_at": now,
             "created_at": now,
         }
         for event_id, event in zip(event_ids, wanted, strict=True)
         for endpoint_id in subscribers[event.kind]
     ]
     session.execute(D.insert(), deliveries)
+    wakeups.wake(session, WEBHOOK_KIND)
     return len(deliveries)
 
 

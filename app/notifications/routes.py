@@ -9,8 +9,8 @@ from app.auth import AdminKey
 from app.cursor import parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
+from app.jobs.models import JobStatus
 from app.notifications import webhooks
-from app.notifications.models import DeliveryStatus
 from app.notifications.schemas import (
     DeliveriesPublic,
     DeliveryPublic,
@@ -105,7 +105,7 @@ def list_webhook_deliveries(
     response: Response,
     session: ReadSessionDep,
     _: AdminKey,
-    status: DeliveryStatus | None = None,
+    status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> DeliveriesPublic:

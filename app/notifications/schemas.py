@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.articles.schemas import HttpUrl
+from app.jobs.models import JobStatus
 from app.notifications.models import (
-    DeliveryStatus,
     EventKind,
     WebhookDelivery,
     WebhookEndpoint,
@@ -90,9 +90,11 @@ class DeliveryPublic(BaseModel):
     event_id: str = Field(description="The event's id, as in the body's `id` (dedupe on it).")
     event_type: EventKind
     article_id: int | None
-    status: DeliveryStatus
+    status: JobStatus = Field(
+        description="queued, running (being delivered), done (delivered), failed (given up)."
+    )
     attempts: int
-    next_attempt_at: datetime | None = Field(description="When a pending delivery is tried.")
+    next_attempt_at: datetime | None = Field(description="When a queued delivery is tried.")
     last_attempt_at: datetime | None
     last_status_code: int | None
     last_error: str | None
@@ -107,11 +109,9 @@ class DeliveryPublic(BaseModel):
             event_id=event.uid,
             event_type=EventKind(event.kind),
             article_id=delivery.article_id,
-            status=DeliveryStatus(delivery.status),
+            status=JobStatus(delivery.status),
             attempts=delivery.attempts,
-            next_attempt_at=(
-                delivery.next_attempt_at if delivery.status == DeliveryStatus.pending else None
-            ),
+            next_attempt_at=(delivery.run_at if delivery.status == JobStatus.queued else None),
             last_attempt_at=delivery.last_attempt_at,
             last_status_code=delivery.last_status_code,
             last_error=delivery.last_error,

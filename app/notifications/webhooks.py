@@ -22,8 +22,8 @@ from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
 from app.errors import Conflict, NotFound
+from app.jobs.models import OPEN_STATUSES, JobStatus
 from app.notifications.models import (
-    DeliveryStatus,
     EventKind,
     WebhookDelivery,
     WebhookEndpoint,
@@ -101,9 +101,7 @@ def pending_deliveries(*, session: Session, endpoint_ids: list[int]) -> dict[int
         select(col(WebhookDelivery.endpoint_id), func.count())
         .where(
             col(WebhookDelivery.endpoint_id).in_(endpoint_ids),
-            col(WebhookDelivery.status).in_(
-                [DeliveryStatus.pending.value, DeliveryStatus.delivering.value]
-            ),
+            col(WebhookDelivery.status).in_(OPEN_STATUSES),
         )
         .group_by(col(WebhookDelivery.endpoint_id))
     ).all()
@@ -114,7 +112,7 @@ def list_deliveries(
     *,
     session: Session,
     endpoint_id: int,
-    status: DeliveryStatus | None,
+    status: JobStatus | None,
     before_id: int | None,
     limit: int,
 ) -> list[tuple[WebhookDelivery, WebhookEvent]]:

@@ -1,18 +1,19 @@
 """Prometheus metrics of the removal queue.
 
-Gauges describe the whole queue (read from the database before each scrape, so they are
-right whichever processes run the removals); counters count what one process's runners did.
+Gauges describe the whole queue, read from the database before each scrape, so they are
+right whichever processes run the removals (what one process's workers did is counted by
+`app.jobs.worker.JobCounters`).
 """
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import timedelta
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Gauge
 from sqlalchemy import Engine
 
 from app.clock import Clock
 from app.db import new_session
-from app.scheduler.models import JobStatus
+from app.jobs.models import JobStatus
 from app.scheduler.queue import queue_stats
 
 NEAR_DEADLINE = timedelta(hours=1)
@@ -67,38 +68,13 @@ class QueueGauges:
         self.near_deadline.set(stats.near_deadline)
 
 
-class RunnerCounters:
-    """What this process's runners did."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.executions = Counter(
-            "byline_removal_executions_total",
-            "Removal rows executed by this process's runners, by outcome.",
-            ["outcome"],
-            registry=registry,
-        )
-        self.failures = Counter(
-            "byline_removal_failures_total",
-            "Removal tries that raised in this process's runners (retried or failed).",
-            registry=registry,
-        )
-
-    def count(self, outcomes: Iterable[str]) -> None:
-        for outcome in outcomes:
-            self.executions.labels(outcome).inc()
-            if outcome in ("retried", "failed"):
-                self.failures.inc()
-
-
 def install_removal_metrics(
     *,
     registry: CollectorRegistry,
     refreshers: list[Callable[[], None]],
     engine: Engine,
     clock: Clock,
-) -> RunnerCounters:
-    """Register the queue's gauges (refreshed before every scrape) and the runner's counters;
-    the counters, for the embedded runner."""
+) -> None:
+    """Register the queue's gauges, refreshed before every scrape."""
     gauges = QueueGauges(registry)
     refreshers.append(lambda: gauges.refresh(engine=engine, clock=clock))
-    return RunnerCounters(registry)

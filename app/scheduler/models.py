@@ -1,28 +1,22 @@
 """The removal queue: one row per article to remove."""
 
 from datetime import datetime
-from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlmodel import Field
 
 from app.db import UTCDateTime
+from app.jobs.models import JobColumns
 
 
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    done = "done"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class RemovalJob(SQLModel, table=True):
+class RemovalJob(JobColumns, table=True):
     __tablename__ = "removal_jobs"
     __table_args__ = (
         UniqueConstraint("takedown_id", "article_id"),
         # Claims scan due rows earliest deadline first.
         Index("ix_removal_jobs_status_deadline_at", "status", "deadline_at"),
+        # A worker's wait ends at the next run time of a queued row.
+        Index("ix_removal_jobs_status_run_at", "status", "run_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -30,12 +24,4 @@ class RemovalJob(SQLModel, table=True):
         sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False, index=True)
     )
     article_id: int = Field(sa_column=Column(Integer, ForeignKey("articles.id"), nullable=False))
-    status: str = Field(sa_type=String(12))
-    run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     deadline_at: datetime = Field(sa_type=UTCDateTime)
-    attempts: int = Field(default=0)
-    lease_owner: str | None = Field(default=None, sa_type=String(100))
-    lease_expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_error: str | None = Field(default=None, sa_type=Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

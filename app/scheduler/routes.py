@@ -1,7 +1,7 @@
 """Operators watch the removal queue: failed rows never disappear silently."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
@@ -9,7 +9,8 @@ from pydantic import BaseModel
 from app.auth import AdminKey
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
-from app.scheduler.models import JobStatus, RemovalJob
+from app.jobs.models import JobStatus
+from app.scheduler.models import RemovalJob
 from app.scheduler.queue import list_removals, retry_failed_removal
 
 router = APIRouter(
@@ -32,7 +33,7 @@ class RemovalJobPublic(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, job: RemovalJob) -> "RemovalJobPublic":
+    def of(cls, job: RemovalJob | Any) -> "RemovalJobPublic":
         return cls.model_validate(job, from_attributes=True)
 
 

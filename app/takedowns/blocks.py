@@ -14,7 +14,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlmodel import Session, col
 
 from app.articles.urls import domain_and_parents, match_key, source_domain
-from app.db import insert_for
+from app.dialects import dialect_of
 from app.errors import Conflict, NotFound
 from app.takedowns import audit
 from app.takedowns.models import Block, Takedown, TakedownStatus, TakedownTarget, TargetKind
@@ -60,7 +60,7 @@ def add_block(
     Idempotent and
     safe when two requests block one value at once; re-activates a lifted block. Returns the
     block and whether this call made it active."""
-    insert = insert_for(session)
+    insert = dialect_of(session).insert
     created = session.execute(
         insert(B)
         .values(kind=kind, value=value, takedown_id=takedown_id, created_at=now)

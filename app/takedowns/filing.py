@@ -141,10 +141,14 @@ def file_takedown(
                 errors=outside,
             )
     domains = {registrable_domain(host) for host in resolution.hosts()}
+    # A mailbox at a domain it names is not counted against that domain: junk filed by
+    # others cannot lock the domain's own people out (their confirmation links go to the
+    # domain itself, and their client addresses are counted as anyone's).
+    own = policy.mailbox_domain_if_proof(filing.claimant.email)
     limit_filing(
         session=session,
         client_address=client_address,
-        domains=[] if publisher is not None else sorted(d for d in domains if d),
+        domains=[] if publisher is not None else sorted(d for d in domains if d and d != own),
         per_address=settings.rate_per_address,
         per_domain=settings.rate_per_domain,
         now=now,

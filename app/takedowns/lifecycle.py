@@ -187,10 +187,35 @@ def escalate_unconfirmed(session: Session, takedown: Takedown, now: datetime) ->
 def start_removals(
     session: Session, takedown: Takedown, actor: str, run_at: datetime, now: datetime
 ) -> None:
-    """A queued request takes effect: its URLs and domain are blocked and its articles'
-    removals run at `run_at`. One with nothing left to remove completes at `run_at`: at once
-    when that is now, otherwise when the scheduler's sweep reaches it (until then an
-    operator can still reject it and lift its blocks)."""
+    """A queued request's articles are removed at `run_at`, and its URLs and domain blocked
+    then, not before (until then an operator can still reject it, and nothing it names is
+    refused): at once when that is now, otherwise by the scheduler's sweep or the first
+    removal, whichever comes first. One with nothing to remove completes at `run_at`."""
+    if run_at <= now:
+        take_effect(session, takedown, actor, now)
+    pending = pending_article_ids(session, takedown.id)
+    if not pending:
+        if run_at <= now:
+            complete(session, takedown, actor, now)
+        return
+    removals.enqueue_removals(
+        session=session,
+        takedown_id=takedown.id,
+        article_ids=pending,
+        run_at=run_at,
+        deadline_at=takedown.due_at,
+        now=now,
+    )
+    removals.schedule_removals(session=session, takedown_id=takedown.id, run_at=run_at, now=now)
+
+
+def take_effect(session: Session, takedown: Takedown, actor: str, now: datetime) -> None:
+    """The request's removals may run now: its URLs (their matching keys) and domain go on
+    the block list, and articles that arrived while it waited are queued for removal, due
+    now. Once per request."""
+    if takedown.blocked_at is not None:
+        return
+    add_late_arrivals(session, takedown)
     keys = session.scalars(
         select(TT.c.match_key).where(TT.c.takedown_id == takedown.id, TT.c.match_key.is_not(None))
     )
@@ -211,20 +236,16 @@ def start_removals(
         )
         .values(state=TargetState.blocked)
     )
-    pending = pending_article_ids(session, takedown.id)
-    if not pending:
-        if run_at <= now:
-            complete(session, takedown, actor, now)
-        return
+    set_values(session, takedown, blocked_at=now)
+    # Rows queued already keep their run time; the late arrivals' are due now.
     removals.enqueue_removals(
         session=session,
         takedown_id=takedown.id,
-        article_ids=pending,
-        run_at=run_at,
+        article_ids=pending_article_ids(session, takedown.id),
+        run_at=now,
         deadline_at=takedown.due_at,
         now=now,
     )
-    removals.schedule_removals(session=session, takedown_id=takedown.id, run_at=run_at)
 
 
 def end_without_removal(session: Session, takedown: Takedown, actor: str, now: datetime) -> None:

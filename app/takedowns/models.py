@@ -87,6 +87,9 @@ class Takedown(SQLModel, table=True):
     received_at: datetime = Field(sa_type=UTCDateTime)
     due_at: datetime = Field(sa_type=UTCDateTime)
     run_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # When the request's URLs and domain were put on the block list: once its removals may
+    # run (at once, or when its review window ends), never before.
+    blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     escalation_reason: str | None = Field(default=None, sa_type=Text)
     decision: str | None = Field(default=None, sa_type=String(20))
     decision_reason: str | None = Field(default=None, sa_type=Text)

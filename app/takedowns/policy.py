@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from app.articles.service import ArticleFacts
-from app.articles.urls import same_registrable_domain
+from app.articles.urls import registrable_domain, same_registrable_domain
 from app.config import TAKEDOWN_DEADLINE, Settings
 from app.takedowns.mailboxes import address_domain, is_public_provider
 
@@ -45,6 +45,15 @@ def mailbox_matches_every_target(*, claimant_email: str, hosts: Sequence[str]) -
     if not hosts or is_public_provider(mailbox_domain):
         return False
     return all(same_registrable_domain(mailbox_domain, host) for host in hosts)
+
+
+def mailbox_domain_if_proof(claimant_email: str) -> str | None:
+    """The registrable domain a mailbox could prove, once confirmed (None for a public
+    mailbox provider, which proves nothing about any domain)."""
+    mailbox_domain = address_domain(claimant_email)
+    if is_public_provider(mailbox_domain):
+        return None
+    return registrable_domain(mailbox_domain) or None
 
 
 def escalation_reasons(

@@ -5,7 +5,9 @@ address or e-mail.
 
 Who is counted where, so that nobody can lock a rights holder out by filing in their name:
 a filing counts against the client address it came from and against each domain it
-targets, never against the e-mail address it gives (anyone can type that); a confirmation,
+targets (but a domain its own mailbox is at: junk filed by others must not lock the domain's
+own people out), never against the e-mail address it gives (anyone can type that); a
+confirmation,
 which only the mailbox's owner can make, counts against that mailbox, however its address
 is spelled (`mailbox_key`: plus-addressing and Gmail's dots folded).
 """
@@ -21,7 +23,7 @@ from sqlalchemy import delete
 from sqlmodel import Session
 
 from app.config import Rate
-from app.db import insert_for
+from app.dialects import dialect_of
 from app.errors import ProblemError
 from app.takedowns.models import RateLimitCounter
 
@@ -70,7 +72,7 @@ def count_hit(*, session: Session, key: str, rate: Rate, now: datetime) -> Hit:
     """Count one event for `key` in the current window (one atomic upsert, safe across
     processes) and forget the key's earlier windows."""
     start = window_start(now, rate.period_seconds)
-    insert = insert_for(session)
+    insert = dialect_of(session).insert
     statement = insert(C).values(key=key, window_start=start, count=1)
     count = session.execute(
         statement.on_conflict_do_update(

@@ -14,7 +14,7 @@ from sqlmodel import Session, col
 from app.articles import service as articles
 from app.auth import hash_secret
 from app.config import Settings
-from app.errors import Conflict, NotFound
+from app.errors import NotFound
 from app.notifications import outbox as notifications
 from app.notifications.models import EmailKind
 from app.scheduler import queue as removals
@@ -31,6 +31,7 @@ from app.takedowns.lifecycle import (
     move,
     record_breach,
     start_removals,
+    take_effect,
 )
 from app.takedowns.models import (
     OPEN_STATUSES,
@@ -131,15 +132,16 @@ def escalate_takedown(
         notifications.notify_claimant(
             session=session, takedown=takedown, kind=EmailKind.escalated, now=now
         )
-    removals.schedule_removals(session=session, takedown_id=takedown.id, run_at=None)
+    removals.schedule_removals(session=session, takedown_id=takedown.id, run_at=None, now=now)
     return takedown
 
 
 def advance_waiting_requests(*, session: Session, settings: Settings, now: datetime) -> int:
     """What the clock decides, for the scheduler's tick: a request still unconfirmed when
     its review window ends goes to an operator (never removed automatically; the 24-hour
-    deadline stands for the operator), and a queued request with nothing to remove, only
-    URLs to block, completes when its run time comes. Returns the requests moved."""
+    deadline stands for the operator); a queued request whose run time has come takes effect
+    (its blocks are placed), and one with nothing to remove, only URLs to block, completes.
+    Returns the requests moved."""
     unconfirmed = session.scalars(
         select(Takedown)
         .where(
@@ -154,6 +156,19 @@ def advance_waiting_requests(*, session: Session, settings: Settings, now: datet
     ).all()
     for takedown in unconfirmed:
         escalate_unconfirmed(session, takedown, now)
+    taking_effect = session.scalars(
+        select(Takedown)
+        .where(
+            col(Takedown.status) == S.queued,
+            col(Takedown.run_at) <= now,
+            col(Takedown.blocked_at).is_(None),
+        )
+        .order_by(col(Takedown.run_at))
+        .limit(SWEEP_LIMIT)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for takedown in taking_effect:
+        take_effect(session, takedown, audit.SCHEDULER, now)
     unfinished = exists().where(
         col(RemovalJob.takedown_id) == col(Takedown.id),
         col(RemovalJob.status).in_(removals.UNFINISHED_STATUSES),
@@ -167,7 +182,7 @@ def advance_waiting_requests(*, session: Session, settings: Settings, now: datet
     ).all()
     for takedown in blocks_only:
         complete(session, takedown, audit.SCHEDULER, now)
-    return len(unconfirmed) + len(blocks_only)
+    return len(unconfirmed) + len(taking_effect) + len(blocks_only)
 
 
 def record_sla_breaches(*, session: Session, now: datetime) -> int:
@@ -250,7 +265,7 @@ def carry_out_removals(
     is locked first, in the order given, and only then are articles touched: a runner never
     waits for a request while holding a publisher's row, so runners sharing requests and
     publishers cannot deadlock. One target update and one batch of audit rows per request.
-    409 when a request no longer allows removal (withdrawn, rejected, escalated and not
+    `RemovalRefused` when a request no longer allows removal (withdrawn, rejected, escalated and not
     approved)."""
     for takedown_id in removals:
         _lock_for_removal(session, takedown_id, now)
@@ -266,6 +281,7 @@ def _lock_for_removal(session: Session, takedown_id: str, now: datetime) -> None
     # several workers remove one request's articles in parallel.
     takedown = locked(session, takedown_id, shared=status != S.queued)
     if takedown.status == S.queued:
+        take_effect(session, takedown, audit.SCHEDULER, now)
         move(
             session,
             takedown,
@@ -276,7 +292,9 @@ def _lock_for_removal(session: Session, takedown_id: str, now: datetime) -> None
             to=S.executing,
         )
     elif takedown.status != S.executing:
-        raise Conflict(f"Takedown {takedown_id} is {takedown.status}; its removals do not run.")
+        raise removals.RemovalRefused(
+            f"Takedown {takedown_id} is {takedown.status}; its removals do not run."
+        )
 
 
 def _record_removals(
@@ -372,4 +390,4 @@ def list_takedowns(
 
 
 def open_removals(*, session: Session, takedown_id: str) -> int:
-    return removals.open_removal_count(session=session, takedown_id=takedown_id)
+    return removals.open_removal_counts(session=session, takedown_ids=[takedown_id])[takedown_id]

@@ -26,7 +26,7 @@ import math
 import statistics
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import MAXYEAR, UTC, datetime
 
 from pydantic import BaseModel, Field
 from sqlalchemy import exists, or_, select
@@ -96,8 +96,11 @@ class TransparencyReport(BaseModel):
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     """`2026-01` -> [2026-01-01T00:00Z, 2026-02-01T00:00Z). Raises ValueError when invalid."""
     start = datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
-    end = (start + timedelta(days=32)).replace(day=1)
-    return start, end
+    if start.month < 12:
+        return start, start.replace(month=start.month + 1)
+    if start.year < MAXYEAR:
+        return start, start.replace(year=start.year + 1, month=1)
+    return start, datetime.max.replace(tzinfo=UTC)  # December 9999: up to the last instant
 
 
 @dataclass(frozen=True)

@@ -134,11 +134,15 @@ def _issued_cursors(
     if key not in _CURSORS:
         for n in range(3):
             ingest(client, ingest_headers, n)
-            # Confirmed, so that its URL is blocked (and the blocks list has pages).
+            # Confirmed by a mailbox at the domain, so that its URL is blocked at once (and
+            # the blocks list has pages).
             file_confirmed(
                 client,
                 engine,
-                filing([f"https://www.reuters.com/world/{n}"], claimant={"email": f"{n}@x.org"}),
+                filing(
+                    [f"https://www.reuters.com/world/{n}"],
+                    claimant={"email": f"legal{n}@reuters.com"},
+                ),
             )
         cursors = []
         for path, params in _LISTS:

@@ -1,6 +1,7 @@
-"""SQLite writers of one process take turns in arrival order (app/db.py, WriterQueue). SQLite's
-own busy handler polls, so under the mixed load one writer could lose every poll for the whole
-busy timeout and fail with "database is locked" (a 503); a queue hands the lock on in order."""
+"""SQLite writers of one process take turns in arrival order (app/dialects.py, WriterQueue).
+SQLite's own busy handler polls, so under the mixed load one writer could lose every poll for
+the whole busy timeout and fail with "database is locked" (a 503); a queue hands the lock on in
+order."""
 
 import threading
 from pathlib import Path
@@ -8,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from app.db import WriterQueue, create_db_engine, writer
+from app.db import create_db_engine, writer
+from app.dialects import WriterQueue
 from tests.hardening.servers import wait_until
 
 

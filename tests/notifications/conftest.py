@@ -1,5 +1,6 @@
 """Real peers on 127.0.0.1: an SMTP server (aiosmtpd) and an HTTP receiver, both in threads;
-notification runners on the test database with the FrozenClock."""
+workers for webhooks, e-mails and DNS re-checks (tests/workers.py) on the test database with
+the FrozenClock."""
 
 import json
 import socket
@@ -17,11 +18,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import Engine
 
+from app import background
 from app.clock import FrozenClock
 from app.config import Settings
-from app.notifications.delivery import NotificationRunner
+from app.jobs.worker import Worker
+from tests.workers import outside_world_worker
 
-MakeNotifier = Callable[..., NotificationRunner]
+MakeNotifier = Callable[..., Worker]
 
 
 def free_port() -> int:
@@ -193,21 +196,16 @@ def settings(database_url: str, smtp_server: SmtpServer, tmp_path: Path) -> Sett
 
 @pytest.fixture
 def make_notifier(engine: Engine, settings: Settings, clock: FrozenClock) -> Iterator[MakeNotifier]:
-    """A notification runner on the test database and the FrozenClock."""
-    made: list[NotificationRunner] = []
+    """`outside_world_worker` on the test database and the FrozenClock (`settings=` another
+    settings; `mailer=`, `http=`, `lookup=` as it takes them), closed after the test."""
+    made: list[Worker] = []
 
-    def make(owner: str = "test-notifier", **overrides: Any) -> NotificationRunner:
-        options: dict[str, Any] = {
-            "engine": engine,
-            "settings": settings,
-            "clock": clock,
-            "owner": owner,
-        }
-        options.update(overrides)
-        runner = NotificationRunner(**options)
-        made.append(runner)
-        return runner
+    def make(owner: str = "test-notifier", **options: Any) -> Worker:
+        worker = outside_world_worker(
+            engine, options.pop("settings", settings), clock, owner=owner, **options
+        )
+        made.append(worker)
+        return worker
 
     yield make
-    for runner in made:
-        runner.close()
+    background.close(made)

@@ -17,10 +17,9 @@ from sqlalchemy import Engine, update
 from app.clock import FrozenClock
 from app.config import Settings, parse_smtp_url
 from app.db import new_session, writer
-from app.notifications.delivery import NotificationRunner
 from app.notifications.email import SmtpMailer
+from app.notifications.emails import EMAILS
 from app.notifications.models import ClaimantEmail
-from app.notifications.queue import claim_due_emails, mark_email_submitting, start_email_attempt
 from tests.notifications.conftest import MakeNotifier, SmtpServer
 from tests.notifications.factories import emails, our_logs
 from tests.takedowns.factories import (
@@ -33,8 +32,8 @@ from tests.takedowns.factories import (
     filing,
     ingest,
     load,
-    tick,
 )
+from tests.workers import run_removals
 
 UNMATCHED = {"email": "agent@rights.example.org"}
 LEASE = timedelta(seconds=60)
@@ -60,7 +59,7 @@ def test_receipt_has_the_confirmation_link_the_status_link_and_the_deadline_in_t
 
     result = make_notifier().run_once()
 
-    assert result.emails_sent == 1
+    assert result.of("email")["sent"] == 1
     [arrived] = smtp_server.messages
     assert arrived.rcpt_tos == ["agent@rights.example.org"]
     assert arrived.mail_from == "noreply@news.example"
@@ -85,7 +84,7 @@ def test_receipt_has_the_confirmation_link_the_status_link_and_the_deadline_in_t
     assert load(engine, filed["id"]).email_confirmed_at is None
     # Sent: neither the token nor the code is kept in the outbox any longer.
     [row] = emails(engine)
-    assert (row.kind, row.status, row.attempts) == ("receipt", "sent", 1)
+    assert (row.kind, row.status, row.attempts) == ("receipt", "done", 1)
     assert (row.secret, row.confirmation_code) == (None, None)
 
 
@@ -106,7 +105,7 @@ def test_rejection_carries_the_statement_of_reasons_escaped_in_html(
     )
     assert response.status_code == 200, response.text
 
-    assert make_notifier().run_once().emails_sent == 2
+    assert make_notifier().run_once().of("email")["sent"] == 2
 
     receipt, rejection = smtp_server.messages
     assert receipt.message["Subject"].startswith("Confirm your removal request")
@@ -132,9 +131,9 @@ def test_escalation_approval_and_completion_each_send_one_email_in_order(
     for action in ("escalate", "approve"):
         response = client.post(f"/v1/admin/takedowns/{filed['id']}/{action}", headers=admin_headers)
         assert response.status_code == 200, response.text
-    assert tick(engine, settings, clock).removed == 2
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 2
 
-    assert make_notifier().run_once().emails_sent == 4
+    assert make_notifier().run_once().of("email")["sent"] == 4
 
     subjects = [arrived.message["Subject"] for arrived in smtp_server.messages]
     assert subjects[1:] == [
@@ -159,10 +158,10 @@ def test_an_address_nobody_confirmed_gets_its_receipt_and_nothing_when_it_goes_t
 ) -> None:
     filed = file_request(client, ingest_headers)
     clock.advance(settings.takedown_review_window)
-    assert tick(engine, settings, clock).requests_advanced == 1
+    assert run_removals(engine, settings, clock).swept["requests_advanced"] == 1
     assert load(engine, filed["id"]).status == "escalated"
 
-    assert make_notifier().run_once().emails_sent == 1
+    assert make_notifier().run_once().of("email")["sent"] == 1
 
     [receipt] = smtp_server.messages
     assert receipt.message["Subject"].startswith("Confirm your removal request")
@@ -196,16 +195,16 @@ def test_without_an_smtp_url_each_email_is_written_to_a_file_named_in_one_log_li
     settings: Settings,
     clock: FrozenClock,
     smtp_server: SmtpServer,
+    make_notifier: MakeNotifier,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     filed = file_request(client, ingest_headers)
     code = confirmation_code(engine, filed["id"])
     unset = settings.model_copy(update={"smtp_url": None})
-    runner = NotificationRunner(engine=engine, settings=unset, clock=clock)
+    worker = make_notifier(settings=unset)
 
     with caplog.at_level(logging.DEBUG):
-        assert runner.run_once().emails_sent == 1
-    runner.close()
+        assert worker.run_once().of("email")["sent"] == 1
 
     [path] = sorted(settings.mail_dir.iterdir())
     assert path.suffix == ".eml"
@@ -222,7 +221,7 @@ def test_without_an_smtp_url_each_email_is_written_to_a_file_named_in_one_log_li
     assert line.startswith(f"e-mail written to {path}")
     assert CLAIMANT_EMAIL not in logged and CLAIMANT_NAME not in logged
     [row] = emails(engine)
-    assert (row.status, row.secret, row.confirmation_code) == ("sent", None, None)
+    assert (row.status, row.secret, row.confirmation_code) == ("done", None, None)
     assert smtp_server.messages == []
 
 
@@ -238,19 +237,19 @@ def test_a_temporary_refusal_is_retried_with_backoff_and_sent_once(
     smtp_server.inbox.rcpt_answers = ["451 4.3.0 Mailbox temporarily unavailable"]
     runner = make_notifier()
 
-    assert runner.run_once().email_retries == 1
+    assert runner.run_once().of("email")["retried"] == 1
     [row] = emails(engine)
-    assert (row.status, row.attempts) == ("pending", 1)
-    assert row.next_attempt_at == clock.now() + timedelta(seconds=30)
+    assert (row.status, row.attempts) == ("queued", 1)
+    assert row.run_at == clock.now() + timedelta(seconds=30)
     assert row.last_error == "the SMTP server refused the recipient with 451"
 
-    assert runner.run_once().claimed == 0  # not before the backoff
+    assert runner.run_once().claimed.total() == 0  # not before the backoff
     clock.advance(timedelta(seconds=30))
-    assert runner.run_once().emails_sent == 1
-    assert runner.run_once().claimed == 0
+    assert runner.run_once().of("email")["sent"] == 1
+    assert runner.run_once().claimed.total() == 0
     assert len(smtp_server.messages) == 1
     [row] = emails(engine)
-    assert (row.status, row.attempts) == ("sent", 2)
+    assert (row.status, row.attempts) == ("done", 2)
 
 
 def test_a_permanent_refusal_fails_at_once_and_never_names_the_claimant(
@@ -265,7 +264,7 @@ def test_a_permanent_refusal_fails_at_once_and_never_names_the_claimant(
     smtp_server.inbox.rcpt_answers = [f"550 5.1.1 <{CLAIMANT_EMAIL}>: no such user"]
 
     with caplog.at_level(logging.DEBUG):
-        assert make_notifier().run_once().emails_failed == 1
+        assert make_notifier().run_once().of("email")["failed"] == 1
 
     [row] = emails(engine)
     assert (row.status, row.secret) == ("failed", None)
@@ -286,7 +285,7 @@ def test_a_message_refused_after_its_data_fails_for_good_on_5xx(
     file_request(client, ingest_headers)
     smtp_server.inbox.data_answers = ["554 5.7.1 Message rejected as spam"]
 
-    assert make_notifier().run_once().emails_failed == 1
+    assert make_notifier().run_once().of("email")["failed"] == 1
 
     [row] = emails(engine)
     assert (row.status, row.secret) == ("failed", None)
@@ -306,15 +305,15 @@ def test_a_message_refused_after_its_data_with_4xx_is_retried_and_sent_once(
     smtp_server.inbox.data_answers = ["452 4.3.1 Insufficient system storage"]
     runner = make_notifier()
 
-    assert runner.run_once().email_retries == 1
+    assert runner.run_once().of("email")["retried"] == 1
     [row] = emails(engine)
-    assert (row.status, row.attempts) == ("pending", 1)
+    assert (row.status, row.attempts) == ("queued", 1)
     assert row.last_error == "the SMTP server refused the message with 452"
     clock.advance(timedelta(seconds=30))
-    assert runner.run_once().emails_sent == 1
+    assert runner.run_once().of("email")["sent"] == 1
     assert len(smtp_server.messages) == 1
     [row] = emails(engine)
-    assert (row.status, row.attempts) == ("sent", 2)
+    assert (row.status, row.attempts) == ("done", 2)
 
 
 def test_server_down_then_back_sends_every_email_once(
@@ -332,16 +331,16 @@ def test_server_down_then_back_sends_every_email_once(
 
     for _ in range(3):
         result = runner.run_once()
-        assert result.emails_sent == 0
+        assert result.of("email")["sent"] == 0
         clock.advance(timedelta(minutes=10))
-    assert {row.status for row in emails(engine)} == {"pending"}
+    assert {row.status for row in emails(engine)} == {"queued"}
     assert all("ConnectionRefusedError" in (row.last_error or "") for row in emails(engine))
 
     smtp_server.start()
-    assert runner.run_once().emails_sent == 3
-    assert runner.run_once().claimed == 0
+    assert runner.run_once().of("email")["sent"] == 3
+    assert runner.run_once().claimed.total() == 0
     assert sorted(arrived.rcpt_tos[0] for arrived in smtp_server.messages) == [CLAIMANT_EMAIL] * 3
-    assert {row.status for row in emails(engine)} == {"sent"}
+    assert {row.status for row in emails(engine)} == {"done"}
 
 
 def test_an_email_queued_twice_for_one_event_is_sent_once(
@@ -379,22 +378,21 @@ def test_a_runner_that_died_before_the_hand_over_is_replaced_and_the_email_sent_
 ) -> None:
     file_request(client, ingest_headers)
     with new_session(writer(engine)) as session, session.begin():
-        [claimed] = claim_due_emails(
+        # Claimed (a try counted) and leased to a worker that then died.
+        claimed = EMAILS.claim(
             session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
         )
-        assert start_email_attempt(
-            session=session, email_id=claimed.id, owner="dead", now=clock.now(), lease=LEASE
-        )
+        assert len(claimed) == 1
     runner = make_notifier()
-    assert runner.run_once().claimed == 0  # still leased
+    assert runner.run_once().claimed.total() == 0  # still leased
 
     clock.advance(LEASE + timedelta(seconds=1))
     result = runner.run_once()
 
-    assert (result.emails_requeued, result.emails_sent) == (1, 1)
+    assert (result.recovered["email"], result.of("email")["sent"]) == (1, 1)
     assert len(smtp_server.messages) == 1
     [row] = emails(engine)
-    assert (row.status, row.attempts, row.lease_owner) == ("sent", 2, "test-notifier")
+    assert (row.status, row.attempts, row.lease_owner) == ("done", 2, runner.owner)
 
 
 def test_a_runner_that_died_during_the_hand_over_is_never_sent_again(
@@ -408,25 +406,31 @@ def test_a_runner_that_died_during_the_hand_over_is_never_sent_again(
 ) -> None:
     file_request(client, ingest_headers)
     with new_session(writer(engine)) as session, session.begin():
-        [claimed] = claim_due_emails(
+        [claimed] = EMAILS.claim(
             session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
         )
-        start_email_attempt(
-            session=session, email_id=claimed.id, owner="dead", now=clock.now(), lease=LEASE
+        # The hand-over began (just before SMTP DATA), then the worker died.
+        assert EMAILS.renew(
+            session=session,
+            ids=[claimed.id],
+            owner="dead",
+            now=clock.now(),
+            lease=LEASE,
+            values={"handed_over_at": clock.now()},
         )
-        assert mark_email_submitting(session=session, email_id=claimed.id, owner="dead")
 
     clock.advance(LEASE + timedelta(seconds=1))
     with caplog.at_level(logging.ERROR):
         result = make_notifier().run_once()
 
-    assert result.emails_unconfirmed == 1
+    assert result.recovered["email"] == 1
+    assert result.of("email")["unconfirmed"] == 1
     assert smtp_server.messages == []
     [row] = emails(engine)
     assert (row.status, row.secret) == ("unconfirmed", None)
     assert "may have been sent" in caplog.text
     assert 'byline_claimant_emails{status="unconfirmed"} 1.0' in client.get("/metrics").text
-    assert make_notifier().run_once().claimed == 0
+    assert make_notifier().run_once().claimed.total() == 0
 
 
 def test_a_lost_connection_during_the_hand_over_is_not_retried(
@@ -451,9 +455,9 @@ def test_a_lost_connection_during_the_hand_over_is_not_retried(
     url = parse_smtp_url(f"smtp://127.0.0.1:{smtp_server.port}?starttls=off")
     mailer = DropsDuringData(url, sender=settings.email_sender, timeout=5)
 
-    assert make_notifier(mailer=mailer).run_once().emails_unconfirmed == 1
+    assert make_notifier(mailer=mailer).run_once().of("email")["unconfirmed"] == 1
     clock.advance(timedelta(hours=1))
-    assert make_notifier().run_once().claimed == 0
+    assert make_notifier().run_once().claimed.total() == 0
     [row] = emails(engine)
     assert row.status == "unconfirmed"
     assert "ConnectionResetError" in (row.last_error or "")
@@ -472,10 +476,10 @@ def test_an_email_failing_for_the_whole_window_is_given_up(
     runner = make_notifier()
     runner.run_once()
     with new_session(writer(engine)) as session, session.begin():
-        session.execute(update(ClaimantEmail).values(next_attempt_at=clock.now()))
+        session.execute(update(ClaimantEmail).values(run_at=clock.now()))
     clock.advance(timedelta(hours=24))
 
-    assert runner.run_once().emails_failed == 1
+    assert runner.run_once().of("email")["failed"] == 1
     [row] = emails(engine)
     assert (row.status, row.secret) == ("failed", None)
 
@@ -516,7 +520,7 @@ def test_starttls_is_required_and_used_with_the_credentials_of_the_url(
         mailer = SmtpMailer(
             url, sender=settings.email_sender, timeout=5, ssl_context=client_context
         )
-        assert make_notifier(mailer=mailer).run_once().emails_sent == 1
+        assert make_notifier(mailer=mailer).run_once().of("email")["sent"] == 1
         assert logins == [("mailer", "p@ss word")]
         assert len(secure.messages) == 1
 
@@ -524,10 +528,10 @@ def test_starttls_is_required_and_used_with_the_credentials_of_the_url(
         file_request(client, ingest_headers, 2)
         clear = parse_smtp_url(f"smtp://mailer:secret@127.0.0.1:{plain.port}")
         refusing = SmtpMailer(clear, sender=settings.email_sender, timeout=5)
-        assert make_notifier(mailer=refusing).run_once().email_retries == 1
+        assert make_notifier(mailer=refusing).run_once().of("email")["retried"] == 1
         assert plain.messages == []
-        pending = [row for row in emails(engine) if row.status == "pending"]
-        assert "STARTTLS" in (pending[0].last_error or "")
+        queued = [row for row in emails(engine) if row.status == "queued"]
+        assert "STARTTLS" in (queued[0].last_error or "")
     finally:
         secure.stop()
         plain.stop()

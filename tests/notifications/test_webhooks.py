@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
-from app.notifications.queue import claim_due_deliveries, start_delivery_attempt
+from app.notifications.deliveries import WebhookHandler
 from app.notifications.webhooks import signature
 from tests.articles.factories import article_payload
 from tests.notifications.conftest import MakeNotifier, Receiver
@@ -33,8 +33,8 @@ from tests.takedowns.factories import (
     file_confirmed,
     filing,
     ingest,
-    tick,
 )
+from tests.workers import run_removals
 
 LEASE = timedelta(seconds=60)
 
@@ -169,11 +169,11 @@ def test_article_events_are_signed_and_carry_the_urls_a_cache_needs(
     article = ingest(client, ingest_headers, 1)
     update_article(client, ingest_headers, 1, "A new title")
     filed = file_confirmed(client, engine, filing([article["id"]]))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
 
     result = make_notifier().run_once()
 
-    assert result.delivered == 4
+    assert result.of("webhook")["delivered"] == 4
     now = clock.now().timestamp()
     for received in receiver.requests:
         assert signed_by(received, secret, now)
@@ -217,7 +217,7 @@ def test_article_events_are_signed_and_carry_the_urls_a_cache_needs(
     everything = b"".join(r.body for r in receiver.requests).decode()
     for secret_value in (CLAIMANT_EMAIL, CLAIMANT_NAME, EXPLANATION, "P. Claimant"):
         assert secret_value not in everything
-    assert {d.status for d in deliveries(engine)} == {"delivered"}
+    assert {d.status for d in deliveries(engine)} == {"done"}
 
 
 def test_an_endpoint_gets_only_the_kinds_it_subscribed_to(
@@ -234,7 +234,7 @@ def test_an_endpoint_gets_only_the_kinds_it_subscribed_to(
     article = ingest(client, ingest_headers, 1)
     ingest(client, ingest_headers, 2)
     file_confirmed(client, engine, filing([article["id"]]))
-    tick(engine, settings, clock)
+    run_removals(engine, settings, clock)
 
     make_notifier().run_once()
 
@@ -257,12 +257,12 @@ def test_article_removed_is_due_at_the_removal_and_goes_out_at_the_next_tick(
     filed = file_confirmed(client, engine, body)
     register(client, admin_headers, receiver.url, ["article.removed"])
     clock.advance(timedelta(hours=4))  # the review window
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     [delivery] = deliveries(engine)
-    assert delivery.next_attempt_at == clock.now()
+    assert delivery.run_at == clock.now()
 
     clock.advance(timedelta(seconds=settings.scheduler_interval_seconds))
-    assert make_notifier().run_once().delivered == 1
+    assert make_notifier().run_once().of("webhook")["delivered"] == 1
     [received] = receiver.requests
     assert received.json()["data"]["takedown_id"] == filed["id"]
 
@@ -281,25 +281,25 @@ def test_a_500_is_retried_with_backoff_and_the_event_delivered_once(
     receiver.answers = [500, 503]
     runner = make_notifier()
 
-    assert runner.run_once().delivery_retries == 1
+    assert runner.run_once().of("webhook")["retried"] == 1
     [delivery] = deliveries(engine)
-    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("pending", 1, 500)
-    assert delivery.next_attempt_at == clock.now() + timedelta(seconds=30)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("queued", 1, 500)
+    assert delivery.run_at == clock.now() + timedelta(seconds=30)
     health = endpoint(engine, created["id"])
     assert (health.consecutive_failures, health.failing_since) == (1, clock.now())
-    assert runner.run_once().claimed == 0  # not before the backoff
+    assert runner.run_once().claimed.total() == 0  # not before the backoff
 
     clock.advance(timedelta(seconds=30))
-    assert runner.run_once().delivery_retries == 1
+    assert runner.run_once().of("webhook")["retried"] == 1
     clock.advance(timedelta(seconds=59))
-    assert runner.run_once().claimed == 0
+    assert runner.run_once().claimed.total() == 0
     clock.advance(timedelta(seconds=1))
-    assert runner.run_once().delivered == 1
+    assert runner.run_once().of("webhook")["delivered"] == 1
 
     assert [r.headers["x-test-answer"] for r in receiver.requests] == ["500", "503", "204"]
     assert len({r.json()["id"] for r in receiver.requests}) == 1  # one event, three tries
     [delivery] = deliveries(engine)
-    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 3, 204)
+    assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("done", 3, 204)
     health = endpoint(engine, created["id"])
     assert (health.consecutive_failures, health.failing_since) == (0, None)
     assert health.last_success_at == clock.now()
@@ -307,7 +307,7 @@ def test_a_500_is_retried_with_backoff_and_the_event_delivered_once(
     log = client.get(f"/v1/admin/webhooks/{created['id']}/deliveries", headers=admin_headers)
     [entry] = log.json()["items"]
     assert (entry["status"], entry["attempts"], entry["event_type"]) == (
-        "delivered",
+        "done",
         3,
         "article.created",
     )
@@ -331,7 +331,7 @@ def test_receiver_down_for_a_while_then_back_gets_everything_exactly_once_in_ord
     for n in (1, 2, 3):
         update_article(client, ingest_headers, n, f"Corrected headline {n}")
     file_confirmed(client, engine, filing([ids[0], ids[1]]))
-    tick(engine, settings, clock)
+    run_removals(engine, settings, clock)
 
     # Down for three hours: every tick fails fast (connection refused); backoff grows.
     for _ in range(4):
@@ -344,7 +344,7 @@ def test_receiver_down_for_a_while_then_back_gets_everything_exactly_once_in_ord
     receiver.start()
     clock.advance(timedelta(minutes=15))
     result = runner.run_once()
-    assert result.delivered == 11
+    assert result.of("webhook")["delivered"] == 11
 
     bodies = receiver.accepted()
     assert len(bodies) == len({body["id"] for body in bodies}) == 11
@@ -355,7 +355,7 @@ def test_receiver_down_for_a_while_then_back_gets_everything_exactly_once_in_ord
         ids[3]: ["article.created"],
         ids[4]: ["article.created"],
     }
-    assert make_notifier("another").run_once().claimed == 0
+    assert make_notifier("another").run_once().claimed.total() == 0
     assert endpoint(engine, created["id"]).failing_since is None
 
 
@@ -376,11 +376,11 @@ def test_an_articles_next_event_waits_while_the_earlier_one_is_retried(
     runner = make_notifier()
 
     result = runner.run_once()
-    assert (result.delivery_retries, result.delivered) == (1, 0)
-    assert [d.status for d in deliveries(engine)] == ["pending"] * 3
+    assert (result.of("webhook")["retried"], result.of("webhook")["delivered"]) == (1, 0)
+    assert [d.status for d in deliveries(engine)] == ["queued"] * 3
 
     clock.advance(timedelta(seconds=30))
-    assert runner.run_once().delivered == 3
+    assert runner.run_once().of("webhook")["delivered"] == 3
     accepted = receiver.accepted()
     assert [body["type"] for body in accepted] == [
         "article.created",
@@ -410,12 +410,12 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_shown(
     ingest(client, ingest_headers, 1)
     receiver.answers = [500] * 10
     runner = make_notifier()
-    assert runner.run_once().endpoints_disabled == 0
+    assert runner.run_once().of("webhook")["endpoints_disabled"] == 0
     clock.advance(timedelta(hours=23, minutes=59))
-    assert runner.run_once().endpoints_disabled == 0
+    assert runner.run_once().of("webhook")["endpoints_disabled"] == 0
     clock.advance(timedelta(minutes=1))
     # Both fail: the scripted answers do not care about the path.
-    assert runner.run_once().endpoints_disabled == 2
+    assert runner.run_once().of("webhook")["endpoints_disabled"] == 2
 
     listed = {
         e["id"]: e for e in client.get("/v1/admin/webhooks", headers=admin_headers).json()["items"]
@@ -443,7 +443,7 @@ def test_an_endpoint_failing_for_the_whole_window_is_disabled_and_shown(
     enabled = client.post(f"/v1/admin/webhooks/{created['id']}/enable", headers=admin_headers)
     assert enabled.json()["state"] == "active"
     ingest(client, ingest_headers, 3)
-    assert runner.run_once().delivered == 1
+    assert runner.run_once().of("webhook")["delivered"] == 1
 
 
 def test_delivery_log_pages_newest_first_and_filters_by_status(
@@ -466,8 +466,8 @@ def test_delivery_log_pages_newest_first_and_filters_by_status(
     rest = client.get(f"{path}?limit=3&cursor={first['next_cursor']}", headers=admin_headers)
     assert [item["id"] for item in rest.json()["items"]] == [2, 1]
     assert rest.json()["next_cursor"] is None
-    none_pending = client.get(f"{path}?status=pending", headers=admin_headers).json()
-    assert none_pending["items"] == []
+    none_queued = client.get(f"{path}?status=queued", headers=admin_headers).json()
+    assert none_queued["items"] == []
     assert_problem(client.get(f"{path}?cursor=forged", headers=admin_headers), 400)
     assert_problem(client.get("/v1/admin/webhooks/999/deliveries", headers=admin_headers), 404)
 
@@ -488,7 +488,7 @@ def test_an_event_committed_before_a_crash_is_delivered_by_a_fresh_runner(
     # remembers. A runner started afterwards (another owner, nothing in memory) sends it.
     ingest(client, ingest_headers, 1)
 
-    assert make_notifier("started-after-the-crash").run_once().delivered == 1
+    assert make_notifier("started-after-the-crash").run_once().of("webhook")["delivered"] == 1
     assert len(receiver.requests) == 1
 
 
@@ -497,6 +497,7 @@ def test_a_delivery_whose_runner_died_mid_attempt_is_sent_again_with_the_same_ev
     ingest_headers: dict[str, str],
     admin_headers: dict[str, str],
     engine: Engine,
+    settings: Settings,
     clock: FrozenClock,
     receiver: Receiver,
     make_notifier: MakeNotifier,
@@ -504,23 +505,21 @@ def test_a_delivery_whose_runner_died_mid_attempt_is_sent_again_with_the_same_ev
     register(client, admin_headers, receiver.url)
     ingest(client, ingest_headers, 1)
     with new_session(writer(engine)) as session, session.begin():
-        [claimed] = claim_due_deliveries(
+        # Claimed (a try counted) by a worker that died before it recorded an answer.
+        [claimed] = WebhookHandler(settings=settings).claim(
             session=session, owner="dead", now=clock.now(), limit=10, lease=LEASE
         )
-        start_delivery_attempt(
-            session=session, delivery_id=claimed.id, owner="dead", now=clock.now(), lease=LEASE
-        )
     runner = make_notifier()
-    assert runner.run_once().claimed == 0  # leased to the dead runner
+    assert runner.run_once().claimed.total() == 0  # leased to the dead runner
 
     clock.advance(LEASE + timedelta(seconds=1))
     result = runner.run_once()
 
-    assert (result.deliveries_requeued, result.delivered) == (1, 1)
+    assert (result.recovered["webhook"], result.of("webhook")["delivered"]) == (1, 1)
     [received] = receiver.requests
     assert received.json()["id"] == claimed.event_uid
     [delivery] = deliveries(engine)
-    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    assert (delivery.status, delivery.attempts) == ("done", 2)
 
 
 def test_deleting_an_endpoint_stops_its_deliveries(
@@ -535,7 +534,7 @@ def test_deleting_an_endpoint_stops_its_deliveries(
     ingest(client, ingest_headers, 1)
     client.delete(f"/v1/admin/webhooks/{created['id']}", headers=admin_headers)
 
-    assert make_notifier().run_once().claimed == 0
+    assert make_notifier().run_once().claimed.total() == 0
     assert receiver.requests == [] and deliveries(engine) == []
 
 
@@ -563,4 +562,4 @@ def test_two_runners_at_once_deliver_each_event_exactly_once(
 
     received = Counter((r.path, r.json()["id"]) for r in receiver.accepted_requests())
     assert len(received) == 120 and set(received.values()) == {1}
-    assert {(d.status, d.attempts) for d in deliveries(engine)} == {("delivered", 1)}
+    assert {(d.status, d.attempts) for d in deliveries(engine)} == {("done", 1)}

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, select
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
+from app.jobs.worker import TickResult
 from app.main import create_app
-from app.notifications.delivery import NotificationRunner, NotificationTick
 from app.notifications.models import ClaimantEmail
-from app.publishers.service import publisher_rechecks
 from app.takedowns.models import AuditEvent
 from tests.publishers.conftest import DnsServer
+from tests.workers import run_outside_world
 
 VERIFICATIONS = "/v1/publishers/verifications"
 PUBLISHER_EMAIL = "dns@reuters.com"
@@ -93,32 +93,17 @@ def queued_emails(engine: Engine, verification_id: str) -> list[tuple[str, str]]
 
 
 def mail_written(settings: Settings) -> list[Message]:
-    """The .eml files the notification runner wrote (BYLINE_SMTP_URL unset), oldest first."""
+    """The .eml files the e-mail worker wrote (BYLINE_SMTP_URL unset), oldest first."""
     directory: Path = settings.mail_dir
     if not directory.exists():
         return []
     return [email.message_from_bytes(path.read_bytes()) for path in sorted(directory.glob("*.eml"))]
 
 
-def notification_runner(
-    engine: Engine, settings: Settings, clock: FrozenClock
-) -> NotificationRunner:
-    """The notification runner with the daily re-check, wired as app/main.py wires it."""
-    return NotificationRunner(
-        engine=engine,
-        settings=settings,
-        clock=clock,
-        publisher_checks=publisher_rechecks(engine=engine, settings=settings),
-    )
-
-
-def run_tick(engine: Engine, settings: Settings, clock: FrozenClock) -> NotificationTick:
-    """One notification tick at the clock's time."""
-    runner = notification_runner(engine, settings, clock)
-    try:
-        return runner.run_once()
-    finally:
-        runner.close()
+def run_tick(engine: Engine, settings: Settings, clock: FrozenClock) -> TickResult:
+    """One tick, at the clock's time, of the worker that runs the daily re-checks (with the
+    webhooks and e-mails), as app/background.py assembles it."""
+    return run_outside_world(engine, settings, clock)
 
 
 @contextmanager

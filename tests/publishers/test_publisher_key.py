@@ -15,7 +15,8 @@ from app.takedowns.models import Takedown
 from tests.articles.factories import article_payload
 from tests.publishers.conftest import DnsServer
 from tests.publishers.factories import verify
-from tests.takedowns.factories import assert_problem, bearer, filing, ingest, load, tick
+from tests.takedowns.factories import assert_problem, bearer, filing, ingest, load
+from tests.workers import run_removals
 
 ARTICLES = "/v1/publisher/articles"
 NEXT = re.compile(r'<https://news\.example(/v1/publisher/articles\?[^>]+)>; rel="next"')
@@ -60,7 +61,7 @@ def test_a_takedown_filed_with_the_key_needs_no_confirmation_and_removes_at_the_
     assert takedown.confirmation_hash is None  # nothing was e-mailed to confirm
 
     clock.advance(timedelta(seconds=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     gone = client.get(f"/v1/articles/{article['id']}")
     assert gone.status_code == 451, gone.text
 
@@ -79,7 +80,7 @@ def test_a_subdomain_of_the_keys_domain_is_within_it(
     assert filed.status_code == 202, filed.text
     assert filed.json()["targets"][0]["article_ids"] == [article["id"]]
     clock.advance(timedelta(seconds=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
 
 
@@ -169,7 +170,7 @@ def test_the_key_lists_its_domains_live_articles_only_keyset_paged(
     filed = client.post("/v1/takedowns", json=filing([removed]), headers=bearer(publisher_key))
     assert filed.status_code == 202, filed.text
     clock.advance(timedelta(seconds=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
 
     seen: list[int] = []
     path: str | None = f"{ARTICLES}?limit=2"

@@ -1,6 +1,7 @@
-"""The daily re-check of verified records, run by the notification runner at the end of
-each tick: a record kept is left alone, a record gone is audited and e-mailed, and gone for
-the grace period (7 days) it lapses the verification and revokes the publisher key."""
+"""The daily re-check of verified records, a job run by the worker of webhooks and e-mails
+(one re-check row per verified verification): a record kept is left alone, a record gone is
+audited and e-mailed, and gone for the grace period (7 days) it lapses the verification and
+revokes the publisher key."""
 
 from datetime import timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from tests.publishers.factories import (
 from tests.takedowns.factories import assert_problem, bearer, filing, ingest
 
 DAY = timedelta(hours=24)
+RECHECK = "publisher-recheck"
 ARTICLES = "/v1/publisher/articles"
 
 
@@ -54,13 +56,13 @@ def test_a_record_kept_is_rechecked_daily_and_nothing_changes(
     verification, key = verified
     queries = len(dns_server.zone.queries)
     clock.advance(DAY - timedelta(seconds=1))
-    assert run_tick(engine, settings, clock).records_checked == 0
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 0
     assert len(dns_server.zone.queries) == queries
 
     clock.advance(timedelta(seconds=1))
-    assert run_tick(engine, settings, clock).records_checked == 1
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 1
     assert dns_server.zone.queries[queries:] == ["_byline-verify.reuters.com"]
-    assert run_tick(engine, settings, clock).records_checked == 0  # next one in 24 hours
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 0  # next one in 24 hours
 
     shown = get(client, verification["id"])
     assert shown["status"] == "verified"
@@ -84,7 +86,7 @@ def test_a_record_gone_is_audited_and_emailed_at_its_first_miss_and_the_key_stil
     verification, key = verified
     dns_server.zone.remove_txt(verification["record_name"])
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 1
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 1
     shown = get(client, verification["id"])
     assert shown["status"] == "verified"
     assert shown["record_missing_since"] == "2026-01-06T09:00:00Z"
@@ -100,7 +102,7 @@ def test_a_record_gone_is_audited_and_emailed_at_its_first_miss_and_the_key_stil
 
     # The next day's miss is not news: no second audit row or e-mail, the same start.
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 1
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 1
     assert get(client, verification["id"])["record_missing_since"] == "2026-01-06T09:00:00Z"
     actions = [action for action, _, _ in audit_trail(engine, verification["id"])]
     assert actions == ["publisher_verified", "publisher_record_missing"]
@@ -125,7 +127,7 @@ def test_a_record_back_within_the_grace_clears_the_miss(
     run_tick(engine, settings, clock)
     publish_record(dns_server, verification)
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 1
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 1
     shown = get(client, verification["id"])
     assert shown["status"] == "verified"
     assert shown["record_missing_since"] is None and shown["last_check_error"] is None
@@ -152,12 +154,12 @@ def test_a_record_gone_for_the_grace_period_lapses_and_revokes_the_key(
     dns_server.zone.remove_txt(verification["record_name"])
     for day in range(1, 8):
         clock.advance(DAY)
-        assert run_tick(engine, settings, clock).records_checked == 1, day
+        assert run_tick(engine, settings, clock).claimed[RECHECK] == 1, day
         assert get(client, verification["id"])["status"] == "verified", day
         assert key_works(client, key), day
 
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 1
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 1
     shown = get(client, verification["id"])
     assert shown["status"] == "lapsed"
     assert shown["lapsed_at"] == "2026-01-13T09:00:00Z"
@@ -183,7 +185,7 @@ def test_a_record_gone_for_the_grace_period_lapses_and_revokes_the_key(
     # The record coming back does not revive a lapsed verification: it is not checked.
     publish_record(dns_server, verification)
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 0
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 0
     assert get(client, verification["id"])["status"] == "lapsed"
     assert not key_works(client, key)
 
@@ -209,7 +211,7 @@ def test_a_dns_that_does_not_answer_counts_as_missing_and_never_fails_the_tick(
     # A short timeout for the server that is gone: the tick waits for it, never fails.
     quick = settings.model_copy(update={"dns_timeout_seconds": 0.2})
     tick = run_tick(engine, quick, clock)
-    assert tick.records_checked == 1
+    assert tick.claimed[RECHECK] == 1
     shown = get(client, verification["id"])
     assert shown["status"] == "verified"
     assert shown["record_missing_since"] == "2026-01-06T09:00:00Z"
@@ -230,7 +232,7 @@ def test_each_verified_domain_is_rechecked_on_its_own(
     bbc, _ = verify(client, dns_server, "bbc.co.uk")
     dns_server.zone.remove_txt(bbc["record_name"])
     clock.advance(DAY)
-    assert run_tick(engine, settings, clock).records_checked == 2
+    assert run_tick(engine, settings, clock).claimed[RECHECK] == 2
     assert get(client, reuters["id"])["record_missing_since"] is None
     assert get(client, bbc["id"])["record_missing_since"] == "2026-01-06T09:00:00Z"
 

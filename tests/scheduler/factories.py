@@ -1,6 +1,8 @@
 """Plain-function factories for the scheduler tests: articles through the real ingest API,
-takedown rows and their queued removals, and what the database says happened."""
+takedown rows and their queued removals, claims made as a worker makes them, and what the
+database says happened."""
 
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
@@ -14,9 +16,17 @@ from sqlmodel import col
 from app.articles.models import Article
 from app.config import TAKEDOWN_DEADLINE
 from app.db import new_session, writer
+from app.jobs.worker import JobRun, TickResult, Worker
 from app.scheduler.models import RemovalJob
 from app.scheduler.queue import enqueue_removals
+from app.scheduler.removals import ClaimedRemoval, RemovalHandler
 from app.takedowns.models import AuditEvent, Takedown
+from app.takedowns.service import carry_out_removals, complete_takedown
+
+LEASE = timedelta(seconds=60)
+
+# Claims only (a claim does not depend on how rows are carried out or retried).
+_CLAIMS = RemovalHandler(carry_out=carry_out_removals, complete=complete_takedown, max_attempts=1)
 
 
 def article_payload(n: int, **overrides: Any) -> dict[str, Any]:
@@ -103,6 +113,36 @@ def queue_takedown(
     return takedown_id
 
 
+def claim_removals(
+    engine: Engine, *, owner: str, now: datetime, limit: int = 10, lease: timedelta = LEASE
+) -> list[ClaimedRemoval]:
+    """Lease due rows to `owner` in a transaction of their own, as a removal worker claims
+    them (earliest deadline first, a try counted per row)."""
+    with new_session(writer(engine)) as session, session.begin():
+        return list(_CLAIMS.claim(session=session, owner=owner, now=now, limit=limit, lease=lease))
+
+
+def run_claimed(worker: Worker, batch: Sequence[ClaimedRemoval], now: datetime) -> TickResult:
+    """Hand rows claimed earlier in `worker`'s name to its removal handler, as its tick hands
+    a claimed batch (e.g. rows that were claimed before their request changed); what they
+    came to."""
+    [handler] = worker.handlers
+    result = TickResult()
+    handler.run(
+        batch,
+        JobRun(
+            kind=handler.kind,
+            engine=worker.engine,
+            owner=worker.owner,
+            lease=worker.lease,
+            stop=threading.Event(),
+            moment=lambda: now,
+            result=result,
+        ),
+    )
+    return result
+
+
 def removal_audit_counts(engine: Engine) -> Counter[int]:
     """How many times the audit log says each article was removed."""
     with new_session(engine) as session:
@@ -112,6 +152,18 @@ def removal_audit_counts(engine: Engine) -> Counter[int]:
             .group_by(col(AuditEvent.article_id))
         ).all()
     return Counter({article_id: count for article_id, count in rows})
+
+
+def removal_order(engine: Engine) -> list[str]:
+    """The takedowns of the audit's removals, in the order they were carried out."""
+    with new_session(engine) as session:
+        return list(
+            session.scalars(
+                select(col(AuditEvent.takedown_id))
+                .where(col(AuditEvent.action) == "removed")
+                .order_by(col(AuditEvent.id))
+            )
+        )
 
 
 def removed_article_ids(engine: Engine) -> set[int]:

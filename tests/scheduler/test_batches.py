@@ -3,7 +3,6 @@ inside it neither sinks nor doubles the others."""
 
 import logging
 from collections import Counter
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -13,9 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.errors import Conflict
-from app.scheduler.runner import RemovalActions
-from tests.scheduler.conftest import MakeRunner
+from app.scheduler.queue import RemovalRefused
+from app.takedowns.service import carry_out_removals
 from tests.scheduler.factories import (
     ingest_articles,
     jobs,
@@ -25,6 +23,7 @@ from tests.scheduler.factories import (
     removed_article_ids,
     takedown,
 )
+from tests.workers import removal_worker
 
 
 def test_a_batch_of_removals_takes_few_statements_per_row(
@@ -32,14 +31,13 @@ def test_a_batch_of_removals_takes_few_statements_per_row(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
     settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 40, publishers=2)
     now = clock.now()
     first = queue_takedown(engine, article_ids[:20], received_at=now, run_at=now)
     second = queue_takedown(engine, article_ids[20:], received_at=now, run_at=now)
-    runner = make_runner(settings=settings.model_copy(update={"scheduler_batch_size": 50}))
+    worker = removal_worker(engine, settings.model_copy(update={"scheduler_batch_size": 50}), clock)
     statements: Counter[str] = Counter()
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
@@ -47,11 +45,11 @@ def test_a_batch_of_removals_takes_few_statements_per_row(
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        result = runner.run_once(now)
+        removals = worker.run_once(now).of("removal")
     finally:
         event.remove(engine, "before_cursor_execute", count)
 
-    assert (result.removed, result.completed_takedowns) == (40, 2)
+    assert (removals["removed"], removals["completed_takedowns"]) == (40, 2)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     assert {takedown(engine, t).status for t in (first, second)} == {"completed"}
     # The article's own removal takes a few statements; everything the queue and the
@@ -64,8 +62,7 @@ def test_a_row_failing_inside_a_batch_is_retried_alone_and_the_rest_done_once(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
-    actions: RemovalActions,
+    settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 6)
@@ -79,15 +76,16 @@ def test_a_row_failing_inside_a_batch_is_retried_alone_and_the_rest_done_once(
     def broken_for_one(**kwargs: Any) -> Any:
         if any(stuck in ids for ids in kwargs["removals"].values()):
             raise RuntimeError("storage unavailable")
-        return actions.carry_out(**kwargs)
+        return carry_out_removals(**kwargs)
 
-    runner = make_runner(actions=replace(actions, carry_out=broken_for_one))
+    worker = removal_worker(engine, settings, clock, carry_out=broken_for_one)
     caplog.set_level(logging.WARNING, logger="byline.scheduler")
 
-    result = runner.run_once(now)
+    result = worker.run_once(now)
 
-    assert (result.claimed, result.removed, result.retried) == (6, 5, 1)
-    assert result.completed_takedowns == 2
+    removals = result.of("removal")
+    assert (result.claimed["removal"], removals["removed"], removals["retried"]) == (6, 5, 1)
+    assert removals["completed_takedowns"] == 2
     assert removed_article_ids(engine) == set(article_ids) - {stuck}
     assert removal_audit_counts(engine) == dict.fromkeys(set(article_ids) - {stuck}, 1)
     [retried] = [job for job in jobs(engine) if job.article_id == stuck]
@@ -100,8 +98,9 @@ def test_a_row_failing_inside_a_batch_is_retried_alone_and_the_rest_done_once(
     assert any("one per transaction" in r.message for r in caplog.records)
 
     # The next try, alone and healthy, removes it; its request completes once.
-    result = make_runner().run_once(moved(now, seconds=30))
-    assert (result.removed, result.completed_takedowns) == (1, 1)
+    healthy = removal_worker(engine, settings, clock)
+    removals = healthy.run_once(moved(now, seconds=30)).of("removal")
+    assert (removals["removed"], removals["completed_takedowns"]) == (1, 1)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     assert takedown(engine, takedowns[1]).status == "completed"
 
@@ -111,8 +110,7 @@ def test_a_withdrawn_request_inside_a_batch_is_cancelled_and_the_others_removed(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
-    actions: RemovalActions,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 4)
     now = clock.now()
@@ -121,24 +119,24 @@ def test_a_withdrawn_request_inside_a_batch_is_cancelled_and_the_others_removed(
 
     def refuse_withdrawn(**kwargs: Any) -> Any:
         if withdrawn in kwargs["removals"]:
-            raise Conflict("The takedown was withdrawn; nothing may be removed.")
-        return actions.carry_out(**kwargs)
+            raise RemovalRefused("The takedown was withdrawn; nothing may be removed.")
+        return carry_out_removals(**kwargs)
 
-    result = make_runner(actions=replace(actions, carry_out=refuse_withdrawn)).run_once(now)
+    worker = removal_worker(engine, settings, clock, carry_out=refuse_withdrawn)
+    removals = worker.run_once(now).of("removal")
 
-    assert (result.removed, result.cancelled, result.retried) == (2, 2, 0)
+    assert (removals["removed"], removals["cancelled"], removals["retried"]) == (2, 2, 0)
     assert removed_article_ids(engine) == set(article_ids[:2])
     assert {job.status for job in jobs(engine, withdrawn)} == {"cancelled"}
     assert takedown(engine, kept).status == "completed"
 
 
-def test_a_batch_whose_commit_fails_is_redone_row_by_row_without_counting_an_attempt(
+def test_a_batch_whose_commit_fails_is_redone_row_by_row_within_the_same_attempt(
     client: TestClient,
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
-    actions: RemovalActions,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 3)
     now = clock.now()
@@ -149,13 +147,15 @@ def test_a_batch_whose_commit_fails_is_redone_row_by_row_without_counting_an_att
         calls.append(sum(len(ids) for ids in kwargs["removals"].values()))
         if len(calls) == 1:  # the whole batch, once: "database is locked"
             raise OperationalError("UPDATE articles", None, Exception("database is locked"))
-        return actions.carry_out(**kwargs)
+        return carry_out_removals(**kwargs)
 
-    result = make_runner(actions=replace(actions, carry_out=locked_once)).run_once(now)
+    worker = removal_worker(engine, settings, clock, carry_out=locked_once)
+    removals = worker.run_once(now).of("removal")
 
     assert calls == [3, 1, 1, 1]
-    assert (result.removed, result.retried, result.completed_takedowns) == (3, 0, 1)
-    assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 0)}
+    assert (removals["removed"], removals["retried"], removals["completed_takedowns"]) == (3, 0, 1)
+    # One try each, the one their claim counted: the batch's failure is not a failed try.
+    assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 1)}
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     assert takedown(engine, takedown_id).status == "completed"
 
@@ -165,8 +165,7 @@ def test_a_batch_that_runs_past_half_its_lease_renews_it_for_the_rows_left(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
-    actions: RemovalActions,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 3)
     start = clock.now()
@@ -177,13 +176,13 @@ def test_a_batch_that_runs_past_half_its_lease_renews_it_for_the_rows_left(
         # Rows not executed yet must stay leased beyond the clock, however slow this is.
         waiting = [job for job in jobs(engine) if job.status == "running"]
         leases_seen.append({job.lease_expires_at > clock.now() for job in waiting})
-        removed = actions.carry_out(**kwargs)
+        removed = carry_out_removals(**kwargs)
         clock.advance(moved(start, seconds=40) - start)  # each removal takes 40 s
         return removed
 
-    runner = make_runner(actions=replace(actions, carry_out=slow), rows_per_transaction=1)
-    result = runner.run_once()  # the clock read afresh at every step
+    worker = removal_worker(engine, settings, clock, carry_out=slow, rows_per_transaction=1)
+    removals = worker.run_once().of("removal")  # the clock read afresh at every step
 
-    assert (result.removed, result.lost, result.completed_takedowns) == (3, 0, 1)
+    assert (removals["removed"], removals["lost"], removals["completed_takedowns"]) == (3, 0, 1)
     assert leases_seen == [{True}, {True}, {True}]
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)

@@ -11,12 +11,16 @@ from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session, writer
 from app.main import create_app
-from app.scheduler.queue import claim_due_removals
-from tests.scheduler.conftest import MakeRunner
-from tests.scheduler.factories import jobs, removal_audit_counts, removed_article_ids
+from tests.scheduler.factories import (
+    claim_removals,
+    jobs,
+    removal_audit_counts,
+    removed_article_ids,
+    run_claimed,
+)
 from tests.takedowns.factories import file, file_confirmed, filing, ingest, load
+from tests.workers import removal_worker
 
 UNVERIFIED = {"email": "someone@mail.example"}
 
@@ -26,7 +30,6 @@ def test_an_unconfirmed_filing_is_never_removed_and_goes_to_an_operator_after_th
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
     settings: Settings,
 ) -> None:
     """The attack: anyone could type an address and have the article gone when the review
@@ -35,14 +38,18 @@ def test_an_unconfirmed_filing_is_never_removed_and_goes_to_an_operator_after_th
     filed_at = clock.now()
     filed = file(client, filing([article["id"]], claimant=UNVERIFIED))
     assert (filed["status"], filed["confirmation"]) == ("received", "emailed")
-    runner = make_runner()
+    worker = removal_worker(engine, settings, clock)
 
     clock.set(filed_at + settings.takedown_review_window)
-    result = runner.run_once(clock.now())
+    result = worker.run_once(clock.now())
 
-    assert (result.claimed, result.removed, result.requests_advanced) == (0, 0, 1)
+    assert (
+        result.claimed["removal"],
+        result.of("removal")["removed"],
+        result.swept["requests_advanced"],
+    ) == (0, 0, 1)
     assert load(engine, filed["id"]).status == "escalated"
-    assert runner.run_once(clock.advance(timedelta(hours=19))).claimed == 0
+    assert worker.run_once(clock.advance(timedelta(hours=19))).claimed["removal"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     assert removed_article_ids(engine) == set()
 
@@ -52,7 +59,6 @@ def test_a_confirmed_filing_waits_out_the_review_window_then_the_next_tick_remov
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
     settings: Settings,
 ) -> None:
     article = ingest(client, ingest_headers)
@@ -60,14 +66,14 @@ def test_a_confirmed_filing_waits_out_the_review_window_then_the_next_tick_remov
     filed = file_confirmed(client, engine, filing([article["id"]], claimant=UNVERIFIED))
     assert filed["status"] == "queued"
     window = settings.takedown_review_window
-    runner = make_runner()
+    worker = removal_worker(engine, settings, clock)
 
     clock.set(filed_at + window - timedelta(seconds=1))
-    assert runner.run_once(clock.now()).claimed == 0
+    assert worker.run_once(clock.now()).claimed["removal"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
 
     clock.set(filed_at + window)
-    assert runner.run_once(clock.now()).removed == 1
+    assert worker.run_once(clock.now()).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
     status = client.get(f"/v1/takedowns/{filed['id']}?token={filed['status_token']}").json()
     assert (status["status"], status["completed_at"]) == ("completed", "2026-01-05T13:00:00Z")
@@ -78,15 +84,16 @@ def test_a_confirmed_claimant_at_the_targets_domain_is_removed_at_the_next_tick(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     articles = [ingest(client, ingest_headers, n) for n in (1, 2)]
     # legal@reuters.com, reuters.com articles
     file_confirmed(client, engine, filing([a["id"] for a in articles]))
 
-    result = make_runner().run_once(clock.advance(timedelta(seconds=5)))
+    worker = removal_worker(engine, settings, clock)
+    removals = worker.run_once(clock.advance(timedelta(seconds=5))).of("removal")
 
-    assert (result.removed, result.completed_takedowns) == (2, 1)
+    assert (removals["removed"], removals["completed_takedowns"]) == (2, 1)
     assert removal_audit_counts(engine) == {a["id"]: 1 for a in articles}
     assert client.get("/v1/transparency").json()["time_to_removal"]["median_seconds"] == 5.0
 
@@ -96,7 +103,6 @@ def test_withdrawn_and_rejected_filings_remove_nothing(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
     admin_headers: dict[str, str],
     settings: Settings,
 ) -> None:
@@ -116,9 +122,10 @@ def test_withdrawn_and_rejected_filings_remove_nothing(
     )
     assert response.status_code == 200, response.text
 
-    result = make_runner().run_once(clock.advance(settings.takedown_review_window))
+    worker = removal_worker(engine, settings, clock)
+    result = worker.run_once(clock.advance(settings.takedown_review_window))
 
-    assert result.claimed == 0
+    assert result.claimed["removal"] == 0
     assert removed_article_ids(engine) == set()
     assert {job.status for job in jobs(engine)} == {"cancelled"}
     for article in (first, second):
@@ -132,29 +139,22 @@ def test_a_request_escalated_while_its_row_ran_is_removed_once_approved(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
     admin_headers: dict[str, str],
 ) -> None:
     article = ingest(client, ingest_headers)
     filed = file_confirmed(client, engine, filing([article["id"]]))
-    runner = make_runner()
-    with new_session(writer(engine)) as session, session.begin():
-        [job] = claim_due_removals(
-            session=session,
-            owner=runner.owner,
-            now=clock.now(),
-            limit=10,
-            lease=timedelta(seconds=60),
-        )
+    worker = removal_worker(engine, settings, clock)
+    [job] = claim_removals(engine, owner=worker.owner, now=clock.now())
     escalate = f"/v1/admin/takedowns/{filed['id']}/escalate"
     assert client.post(escalate, json={}, headers=admin_headers).status_code == 200
 
-    assert runner.execute(job, clock.now()).outcome == "cancelled"
+    assert run_claimed(worker, [job], clock.now()).of("removal") == {"cancelled": 1}
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
 
     approve = f"/v1/admin/takedowns/{filed['id']}/approve"
     assert client.post(approve, headers=admin_headers).status_code == 200
-    assert runner.run_once(clock.advance(timedelta(seconds=5))).removed == 1
+    assert worker.run_once(clock.advance(timedelta(seconds=5))).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
     assert removal_audit_counts(engine) == {article["id"]: 1}
 
@@ -172,10 +172,11 @@ def test_the_embedded_scheduler_removes_due_rows_and_stops_with_the_app(
     with TestClient(app) as client:
         article = ingest(client, ingest_headers)
         file_confirmed(client, engine, filing([article["id"]]))
-        # The runner thread ticks on its own; wait for it (bounded), never for a fixed time.
+        # The worker threads tick on their own; wait for them (bounded), never for a fixed
+        # time.
         deadline = time.monotonic() + 20
         while not removed_article_ids(engine) and time.monotonic() < deadline:
             time.sleep(0.02)
         assert removed_article_ids(engine) == {article["id"]}
-        assert any(t.name == "byline-scheduler" for t in threading.enumerate())
-    assert not any(t.name == "byline-scheduler" for t in threading.enumerate())
+        assert any(t.name.startswith("byline-worker-") for t in threading.enumerate())
+    assert not any(t.name.startswith("byline-worker-") for t in threading.enumerate())

@@ -3,20 +3,23 @@ or past their deadline, whichever process runs the removals."""
 
 from datetime import timedelta
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.clock import FrozenClock
-from tests.scheduler.conftest import MakeRunner
+from app.config import Settings
 from tests.scheduler.factories import ingest_articles, queue_takedown
+from tests.workers import removal_worker
 
 
 def test_metrics_show_depth_age_held_and_deadline_rows(
     client: TestClient,
+    app: FastAPI,
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     a, b, c, d = ingest_articles(client, ingest_headers, 4)
     now = clock.now()
@@ -40,13 +43,14 @@ def test_metrics_show_depth_age_held_and_deadline_rows(
     ):
         assert line in metrics, line
 
-    make_runner().run_once(now)
+    # A worker of this process: it counts into the app's /metrics.
+    removal_worker(engine, settings, clock, counters=app.state.job_counters).run_once(now)
     metrics = client.get("/metrics").text
     for line in (
         'byline_removal_queue_rows{status="queued"} 1.0',
         "byline_removal_queue_depth 0.0",
         "byline_removal_oldest_due_age_seconds 0.0",
-        'byline_removal_executions_total{outcome="removed"} 3.0',
+        'byline_job_executions_total{kind="removal",outcome="removed"} 3.0',
         "byline_removal_past_deadline_rows 0.0",
         "byline_removal_near_deadline_rows 1.0",
     ):

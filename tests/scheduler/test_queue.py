@@ -1,5 +1,5 @@
 """The queue's contract with takedowns, and claims: due rows only, earliest deadline first,
-bounded, and never the same row to two runners."""
+bounded, and never the same row to two workers."""
 
 import threading
 from datetime import timedelta
@@ -11,14 +11,18 @@ from app.clock import FrozenClock
 from app.db import new_session, writer
 from app.scheduler.queue import (
     cancel_removals,
-    claim_due_removals,
     enqueue_removals,
-    open_removal_count,
+    open_removal_counts,
     schedule_removals,
 )
-from tests.scheduler.factories import ingest_articles, jobs, make_takedown, queue_takedown
-
-LEASE = timedelta(seconds=60)
+from tests.scheduler.factories import (
+    LEASE,
+    claim_removals,
+    ingest_articles,
+    jobs,
+    make_takedown,
+    queue_takedown,
+)
 
 
 def test_enqueue_is_idempotent_per_takedown_and_article(
@@ -33,7 +37,7 @@ def test_enqueue_is_idempotent_per_takedown_and_article(
         assert enqueue_removals(
             session=session, article_ids=[*article_ids, article_ids[0]], run_at=now, **common
         ) == 1  # fmt: skip
-        assert open_removal_count(session=session, takedown_id=takedown_id) == 3
+        assert open_removal_counts(session=session, takedown_ids=[takedown_id]) == {takedown_id: 3}
     assert [job.article_id for job in jobs(engine)] == article_ids
     assert {(job.status, job.attempts) for job in jobs(engine)} == {("queued", 0)}
 
@@ -47,10 +51,11 @@ def test_held_rows_wait_until_scheduled_and_cancelled_rows_never_run(
     doomed = queue_takedown(engine, article_ids[2:], received_at=now, run_at=now)
     with new_session(writer(engine)) as session, session.begin():
         assert cancel_removals(session=session, takedown_id=doomed, now=now) == 2
-        assert open_removal_count(session=session, takedown_id=doomed) == 0
-        assert claim_due_removals(session=session, owner="a", now=now, limit=10, lease=LEASE) == []
-        assert schedule_removals(session=session, takedown_id=held, run_at=now) == 2
-        claimed = claim_due_removals(session=session, owner="a", now=now, limit=10, lease=LEASE)
+        assert open_removal_counts(session=session, takedown_ids=[doomed]) == {doomed: 0}
+    assert claim_removals(engine, owner="a", now=now) == []
+    with new_session(writer(engine)) as session, session.begin():
+        assert schedule_removals(session=session, takedown_id=held, run_at=now, now=now) == 2
+    claimed = claim_removals(engine, owner="a", now=now)
     assert [job.article_id for job in claimed] == article_ids[:2]
 
 
@@ -65,10 +70,9 @@ def test_claims_take_due_rows_earliest_deadline_first_in_bounded_batches(
     )
     queue_takedown(engine, article_ids[4:], received_at=now, run_at=now + timedelta(seconds=1))
 
-    with new_session(writer(engine)) as session, session.begin():
-        first = claim_due_removals(session=session, owner="a", now=now, limit=3, lease=LEASE)
-        second = claim_due_removals(session=session, owner="b", now=now, limit=3, lease=LEASE)
-        third = claim_due_removals(session=session, owner="c", now=now, limit=3, lease=LEASE)
+    first = claim_removals(engine, owner="a", now=now, limit=3)
+    second = claim_removals(engine, owner="b", now=now, limit=3)
+    third = claim_removals(engine, owner="c", now=now, limit=3)
 
     assert [job.takedown_id for job in first] == [sooner, sooner, later]
     assert [job.takedown_id for job in second] == [later]
@@ -76,6 +80,7 @@ def test_claims_take_due_rows_earliest_deadline_first_in_bounded_batches(
     running = {job.id: job for job in jobs(engine) if job.status == "running"}
     assert {running[job.id].lease_owner for job in first} == {"a"}
     assert {running[job.id].lease_expires_at for job in first} == {now + LEASE}
+    assert {running[job.id].attempts for job in first} == {1}  # a try counted per claim
 
 
 def test_concurrent_claims_never_share_a_row(
@@ -92,16 +97,13 @@ def test_concurrent_claims_never_share_a_row(
         start.wait()
         mine: list[int] = []
         while True:
-            with new_session(writer(engine)) as session, session.begin():
-                batch = claim_due_removals(
-                    session=session, owner=owner, now=now, limit=7, lease=LEASE
-                )
+            batch = claim_removals(engine, owner=owner, now=now, limit=7)
             if not batch:
                 break
             mine.extend(job.id for job in batch)
         claims[owner] = mine
 
-    threads = [threading.Thread(target=claim, args=(f"runner-{i}",)) for i in range(4)]
+    threads = [threading.Thread(target=claim, args=(f"worker-{i}",)) for i in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -1,30 +1,36 @@
-"""The runner carries out due removals on time, earliest deadline first, exactly once."""
+"""The removal worker carries out due removals on time, earliest deadline first, exactly
+once."""
 
 import logging
 import threading
-from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, update
 
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
-from app.errors import Conflict
-from app.scheduler.models import JobStatus, RemovalJob
-from app.scheduler.queue import cancel_removals, claim_due_removals
-from app.scheduler.runner import RemovalActions
-from tests.scheduler.conftest import MakeRunner
+from app.jobs.models import JobStatus
+from app.scheduler.models import RemovalJob
+from app.scheduler.queue import RemovalRefused, cancel_removals
+from app.scheduler.removals import removal_retry_policy
+from app.takedowns.service import carry_out_removals
 from tests.scheduler.factories import (
+    claim_removals,
     ingest_articles,
     jobs,
     queue_takedown,
     removal_audit_counts,
+    removal_order,
     removed_article_ids,
+    run_claimed,
     takedown,
 )
+from tests.workers import removal_worker
 
 WINDOW = timedelta(hours=4)
 
@@ -34,26 +40,32 @@ def test_review_window_removal_waits_for_the_window_then_runs_at_the_first_tick(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     filed_at = clock.now()
     takedown_id = queue_takedown(
         engine, [article_id], received_at=filed_at, run_at=filed_at + WINDOW
     )
-    runner = make_runner()
+    worker = removal_worker(engine, settings, clock)
 
-    result = runner.run_once(filed_at + WINDOW - timedelta(seconds=1))
-    assert result.claimed == 0
+    result = worker.run_once(filed_at + WINDOW - timedelta(seconds=1))
+    assert result.claimed["removal"] == 0
     assert client.get(f"/v1/articles/{article_id}").status_code == 200
 
-    result = runner.run_once(filed_at + WINDOW)
-    assert (result.claimed, result.removed, result.completed_takedowns) == (1, 1, 1)
+    result = worker.run_once(filed_at + WINDOW)
+    removals = result.of("removal")
+    assert (result.claimed["removal"], removals["removed"], removals["completed_takedowns"]) == (
+        1,
+        1,
+        1,
+    )
     assert client.get(f"/v1/articles/{article_id}").status_code == 451
     assert takedown(engine, takedown_id).status == "completed"
     assert takedown(engine, takedown_id).completed_at == filed_at + WINDOW
     [job] = jobs(engine, takedown_id)
-    assert (job.status, job.finished_at, job.attempts) == ("done", filed_at + WINDOW, 0)
+    # Its one try, counted when it was claimed.
+    assert (job.status, job.finished_at, job.attempts) == ("done", filed_at + WINDOW, 1)
 
 
 def test_verified_claimants_removal_runs_at_the_next_tick(
@@ -61,15 +73,20 @@ def test_verified_claimants_removal_runs_at_the_next_tick(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 3)
     filed_at = clock.now()
     takedown_id = queue_takedown(engine, article_ids, received_at=filed_at, run_at=filed_at)
 
-    result = make_runner().run_once(filed_at + timedelta(seconds=5))
+    result = removal_worker(engine, settings, clock).run_once(filed_at + timedelta(seconds=5))
 
-    assert (result.claimed, result.removed, result.completed_takedowns) == (3, 3, 1)
+    removals = result.of("removal")
+    assert (result.claimed["removal"], removals["removed"], removals["completed_takedowns"]) == (
+        3,
+        3,
+        1,
+    )
     assert removed_article_ids(engine) == set(article_ids)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     assert takedown(engine, takedown_id).status == "completed"
@@ -80,14 +97,14 @@ def test_held_rows_of_an_escalated_request_are_never_claimed(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     queue_takedown(engine, [article_id], received_at=clock.now(), run_at=None, status="escalated")
 
-    result = make_runner().run_once(clock.now() + timedelta(hours=30))
+    result = removal_worker(engine, settings, clock).run_once(clock.now() + timedelta(hours=30))
 
-    assert result.claimed == 0
+    assert result.claimed["removal"] == 0
     assert removed_article_ids(engine) == set()
 
 
@@ -96,7 +113,6 @@ def test_after_30_hours_down_overdue_rows_go_first_and_the_breach_shows(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
     settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 8)
@@ -118,13 +134,16 @@ def test_after_30_hours_down_overdue_rows_go_first_and_the_breach_shows(
     assert "byline_removal_past_deadline_rows 6.0" in metrics
     assert "byline_removal_queue_depth 8.0" in metrics
 
-    runner = make_runner(settings=settings.model_copy(update={"scheduler_batch_size": 2}))
-    result = runner.run_once(clock.now())
+    small_batches = settings.model_copy(update={"scheduler_batch_size": 2})
+    result = removal_worker(engine, small_batches, clock).run_once(clock.now())
 
-    assert (result.removed, result.completed_takedowns, result.breaches_recorded) == (8, 4, 3)
-    by_id = {job.id: job for job in jobs(engine)}
-    order = [by_id[job_id].takedown_id for job_id in result.outcomes]  # execution order
-    assert order == [t for t in reversed(takedowns) for _ in range(2)]
+    removals = result.of("removal")
+    assert (
+        removals["removed"],
+        removals["completed_takedowns"],
+        result.swept["breaches_recorded"],
+    ) == (8, 4, 3)
+    assert removal_order(engine) == [t for t in reversed(takedowns) for _ in range(2)]
     assert "byline_removal_past_deadline_rows 0.0" in client.get("/metrics").text
     figures = client.get("/v1/transparency").json()
     assert figures["breaches"] == {
@@ -139,12 +158,12 @@ def test_after_30_hours_down_overdue_rows_go_first_and_the_breach_shows(
 
 def test_a_removal_that_raises_is_retried_with_backoff_then_failed_and_shown(
     client: TestClient,
+    app: FastAPI,
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
     admin_headers: dict[str, str],
-    actions: RemovalActions,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
@@ -153,10 +172,13 @@ def test_a_removal_that_raises_is_retried_with_backoff_then_failed_and_shown(
     def broken(**_: object) -> bool:
         raise RuntimeError("storage unavailable")
 
-    runner = make_runner(actions=replace(actions, carry_out=broken))
+    # It counts into the app's /metrics.
+    worker = removal_worker(
+        engine, settings, clock, counters=app.state.job_counters, carry_out=broken
+    )
     caplog.set_level(logging.WARNING, logger="byline.scheduler")
 
-    assert runner.run_once(clock.now()).retried == 1
+    assert worker.run_once(clock.now()).of("removal")["retried"] == 1
     [job] = jobs(engine)
     assert (job.status, job.attempts, job.run_at) == (
         "queued",
@@ -164,12 +186,12 @@ def test_a_removal_that_raises_is_retried_with_backoff_then_failed_and_shown(
         clock.now() + timedelta(seconds=30),
     )
     assert job.last_error == "RuntimeError: storage unavailable"
-    assert runner.run_once(clock.advance(timedelta(seconds=29))).claimed == 0
-    assert runner.run_once(clock.advance(timedelta(seconds=1))).retried == 1
+    assert worker.run_once(clock.advance(timedelta(seconds=29))).claimed["removal"] == 0
+    assert worker.run_once(clock.advance(timedelta(seconds=1))).of("removal")["retried"] == 1
     [job] = jobs(engine)
     assert (job.attempts, job.run_at) == (2, clock.now() + timedelta(seconds=60))
-    assert runner.run_once(clock.advance(timedelta(seconds=60))).failed == 1
-    assert runner.run_once(clock.advance(timedelta(hours=1))).claimed == 0
+    assert worker.run_once(clock.advance(timedelta(seconds=60))).of("removal")["failed"] == 1
+    assert worker.run_once(clock.advance(timedelta(hours=1))).claimed["removal"] == 0
 
     [job] = jobs(engine)
     assert (job.status, job.attempts) == ("failed", 3)
@@ -180,8 +202,8 @@ def test_a_removal_that_raises_is_retried_with_backoff_then_failed_and_shown(
     )
     metrics = client.get("/metrics").text
     assert 'byline_removal_queue_rows{status="failed"} 1.0' in metrics
-    assert "byline_removal_failures_total 3.0" in metrics
-    assert 'byline_removal_executions_total{outcome="failed"} 1.0' in metrics
+    assert 'byline_job_failures_total{kind="removal"} 3.0' in metrics
+    assert 'byline_job_executions_total{kind="removal",outcome="failed"} 1.0' in metrics
     listed = client.get("/v1/admin/removals?status=failed", headers=admin_headers)
     assert listed.status_code == 200
     [item] = listed.json()["items"]
@@ -195,21 +217,20 @@ def test_a_failed_row_keeps_its_takedown_open_until_an_operator_retries_it(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
     admin_headers: dict[str, str],
-    actions: RemovalActions,
 ) -> None:
     stuck, fine = ingest_articles(client, ingest_headers, 2)
     takedown_id = queue_takedown(engine, [stuck, fine], received_at=clock.now(), run_at=clock.now())
 
-    def broken_for_one(**kwargs):  # type: ignore[no-untyped-def]
+    def broken_for_one(**kwargs: Any) -> Any:
         if any(stuck in ids for ids in kwargs["removals"].values()):
             raise RuntimeError("storage unavailable")
-        return actions.carry_out(**kwargs)
+        return carry_out_removals(**kwargs)
 
-    broken_runner = make_runner(actions=replace(actions, carry_out=broken_for_one))
+    broken_worker = removal_worker(engine, settings, clock, carry_out=broken_for_one)
     for _ in range(3):
-        broken_runner.run_once(clock.advance(timedelta(minutes=10)))
+        broken_worker.run_once(clock.advance(timedelta(minutes=10)))
     failed = next(job for job in jobs(engine) if job.status == "failed")
     assert removed_article_ids(engine) == {fine}
     assert takedown(engine, takedown_id).status == "executing"
@@ -221,26 +242,25 @@ def test_a_failed_row_keeps_its_takedown_open_until_an_operator_retries_it(
     assert again.status_code == 409
     assert client.post("/v1/admin/removals/999999/retry", headers=admin_headers).status_code == 404
 
-    result = make_runner().run_once(clock.now())
-    assert (result.removed, result.completed_takedowns) == (1, 1)
+    removals = removal_worker(engine, settings, clock).run_once(clock.now()).of("removal")
+    assert (removals["removed"], removals["completed_takedowns"]) == (1, 1)
     assert removed_article_ids(engine) == {stuck, fine}
     assert takedown(engine, takedown_id).status == "completed"
 
 
 def test_retries_are_pulled_in_before_the_deadline() -> None:
-    from app.scheduler.queue import retry_at
-
+    retry_at = removal_retry_policy(max_attempts=3).retry_at
     now = FrozenClock().now()
-    assert retry_at(now=now, attempts=1, deadline_at=now + timedelta(hours=5)) == now + timedelta(
+    assert retry_at(attempts=1, now=now, deadline_at=now + timedelta(hours=5)) == now + timedelta(
         seconds=30
     )
-    assert retry_at(now=now, attempts=10, deadline_at=now + timedelta(hours=5)) == now + timedelta(
+    assert retry_at(attempts=10, now=now, deadline_at=now + timedelta(hours=5)) == now + timedelta(
         minutes=15
     )
-    assert retry_at(now=now, attempts=4, deadline_at=now + timedelta(minutes=6)) == now + timedelta(
+    assert retry_at(attempts=4, now=now, deadline_at=now + timedelta(minutes=6)) == now + timedelta(
         minutes=1
     )
-    assert retry_at(now=now, attempts=4, deadline_at=now - timedelta(minutes=1)) == now + timedelta(
+    assert retry_at(attempts=4, now=now, deadline_at=now - timedelta(minutes=1)) == now + timedelta(
         seconds=10
     )
 
@@ -250,7 +270,7 @@ def test_withdrawn_and_rejected_requests_remove_nothing(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 4)
     filed_at = clock.now()
@@ -264,9 +284,9 @@ def test_withdrawn_and_rejected_requests_remove_nothing(
         assert cancel_removals(session=session, takedown_id=withdrawn, now=clock.now()) == 2
         assert cancel_removals(session=session, takedown_id=rejected, now=clock.now()) == 2
 
-    result = make_runner().run_once(filed_at + WINDOW)
+    result = removal_worker(engine, settings, clock).run_once(filed_at + WINDOW)
 
-    assert result.claimed == 0
+    assert result.claimed["removal"] == 0
     assert removed_article_ids(engine) == set()
     assert {job.status for job in jobs(engine)} == {"cancelled"}
 
@@ -276,19 +296,18 @@ def test_a_request_withdrawn_while_its_row_runs_is_cancelled_not_removed(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
-    actions: RemovalActions,
+    settings: Settings,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     queue_takedown(engine, [article_id], received_at=clock.now(), run_at=clock.now())
 
     def refused(**_: object) -> bool:
-        raise Conflict("The takedown was withdrawn; nothing may be removed.")
+        raise RemovalRefused("The takedown was withdrawn; nothing may be removed.")
 
-    runner = make_runner(actions=replace(actions, carry_out=refused))
-    result = runner.run_once(clock.now())
+    worker = removal_worker(engine, settings, clock, carry_out=refused)
+    removals = worker.run_once(clock.now()).of("removal")
 
-    assert (result.cancelled, result.removed, result.retried) == (1, 0, 0)
+    assert (removals["cancelled"], removals["removed"], removals["retried"]) == (1, 0, 0)
     [job] = jobs(engine)
     assert job.status == "cancelled"
     assert job.last_error is not None and "withdrawn" in job.last_error
@@ -300,24 +319,27 @@ def test_an_expired_lease_is_requeued_and_the_row_done_once(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 2)
     takedown_id = queue_takedown(engine, article_ids, received_at=clock.now(), run_at=clock.now())
-    # A runner claimed the rows, then died.
-    with new_session(writer(engine)) as session, session.begin():
-        claimed = claim_due_removals(
-            session=session, owner="dead", now=clock.now(), limit=10, lease=timedelta(seconds=60)
-        )
+    # A worker claimed the rows, then died.
+    claimed = claim_removals(engine, owner="dead", now=clock.now())
     assert len(claimed) == 2
-    survivor = make_runner()
-    assert survivor.run_once(clock.advance(timedelta(seconds=59))).claimed == 0
+    survivor = removal_worker(engine, settings, clock)
+    assert survivor.run_once(clock.advance(timedelta(seconds=59))).claimed["removal"] == 0
 
     result = survivor.run_once(clock.advance(timedelta(seconds=2)))
 
-    assert (result.requeued, result.removed, result.completed_takedowns) == (2, 2, 1)
+    removals = result.of("removal")
+    assert (
+        result.recovered["removal"],
+        removals["removed"],
+        removals["completed_takedowns"],
+    ) == (2, 2, 1)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 1)}
+    # Two tries each: the dead worker's, then the survivor's.
+    assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 2)}
     assert takedown(engine, takedown_id).status == "completed"
 
 
@@ -326,22 +348,20 @@ def test_a_runner_that_lost_its_lease_does_not_execute_the_row(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     queue_takedown(engine, [article_id], received_at=clock.now(), run_at=clock.now())
-    slow = make_runner(owner="slow")
-    with new_session(writer(engine)) as session, session.begin():
-        [job] = claim_due_removals(
-            session=session, owner="slow", now=clock.now(), limit=1, lease=timedelta(seconds=60)
-        )
-    # Its lease expired; another runner requeued and finished the row.
-    assert make_runner(owner="fast").run_once(clock.advance(timedelta(minutes=2))).removed == 1
+    slow = removal_worker(engine, settings, clock, owner="slow")
+    [job] = claim_removals(engine, owner=slow.owner, now=clock.now(), limit=1)
+    # Its lease expired; another worker requeued and finished the row.
+    fast = removal_worker(engine, settings, clock, owner="fast")
+    assert fast.run_once(clock.advance(timedelta(minutes=2))).of("removal")["removed"] == 1
 
-    assert slow.execute(job, clock.now()).outcome == "lost"
+    assert run_claimed(slow, [job], clock.now()).of("removal") == {"lost": 1}
     assert removal_audit_counts(engine) == {article_id: 1}
     [row] = jobs(engine)
-    assert (row.status, row.lease_owner) == ("done", "fast")
+    assert (row.status, row.lease_owner) == ("done", fast.owner)
 
 
 def test_a_row_whose_article_was_removed_already_is_done_without_a_second_removal(
@@ -349,15 +369,19 @@ def test_a_row_whose_article_was_removed_already_is_done_without_a_second_remova
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     first = queue_takedown(engine, [article_id], received_at=clock.now(), run_at=clock.now())
     second = queue_takedown(engine, [article_id], received_at=clock.now(), run_at=clock.now())
 
-    result = make_runner().run_once(clock.now())
+    removals = removal_worker(engine, settings, clock).run_once(clock.now()).of("removal")
 
-    assert (result.removed, result.already_removed, result.completed_takedowns) == (1, 1, 2)
+    assert (
+        removals["removed"],
+        removals["already_removed"],
+        removals["completed_takedowns"],
+    ) == (1, 1, 2)
     assert removal_audit_counts(engine) == {article_id: 1}
     assert {takedown(engine, t).status for t in (first, second)} == {"completed"}
 
@@ -367,25 +391,32 @@ def test_a_stopping_runner_gives_back_the_rest_of_its_batch(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 5)
     queue_takedown(engine, article_ids, received_at=clock.now(), run_at=clock.now())
     stop = threading.Event()
-    runner = make_runner(rows_per_transaction=2)
-    original = runner.execute_together
+    worker = removal_worker(engine, settings, clock, rows_per_transaction=2)
+    [handler] = worker.handlers
+    original = handler.execute_together
 
-    def execute_then_stop(batch, now):  # type: ignore[no-untyped-def]
-        outcomes = original(batch, now)
+    def execute_then_stop(batch, now, job):  # type: ignore[no-untyped-def]
+        outcomes = original(batch, now, job)
         stop.set()  # SIGTERM arrives during the first transaction
         return outcomes
 
-    runner.execute_together = execute_then_stop  # type: ignore[method-assign]
-    result = runner.run_once(clock.now(), stop=stop)
+    handler.execute_together = execute_then_stop  # type: ignore[method-assign]
+    result = worker.run_once(clock.now(), stop=stop)
 
-    assert (result.claimed, result.removed, result.released) == (5, 2, 3)
+    removals = result.of("removal")
+    assert (result.claimed["removal"], removals["removed"], removals["released"]) == (5, 2, 3)
     assert sorted(job.status for job in jobs(engine)) == ["done"] * 2 + ["queued"] * 3
-    assert all(job.lease_owner is None for job in jobs(engine) if job.status == "queued")
+    # Given back untried: the claim's try is not counted.
+    assert all(
+        job.lease_owner is None and job.attempts == 0
+        for job in jobs(engine)
+        if job.status == "queued"
+    )
 
 
 def test_near_and_past_deadline_rows_log_a_warning_then_an_error_once(
@@ -393,21 +424,21 @@ def test_near_and_past_deadline_rows_log_a_warning_then_an_error_once(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     filed_at = clock.now()
     queue_takedown(engine, [article_id], received_at=filed_at, run_at=None, status="escalated")
-    runner = make_runner()
+    worker = removal_worker(engine, settings, clock)
     caplog.set_level(logging.WARNING, logger="byline.scheduler")
 
-    runner.run_once(filed_at + timedelta(hours=22, minutes=59))
+    worker.run_once(filed_at + timedelta(hours=22, minutes=59))
     assert not caplog.records
-    runner.run_once(filed_at + timedelta(hours=23, minutes=1))
-    runner.run_once(filed_at + timedelta(hours=23, minutes=2))
-    runner.run_once(filed_at + timedelta(hours=24, minutes=1))
-    runner.run_once(filed_at + timedelta(hours=25))
+    worker.run_once(filed_at + timedelta(hours=23, minutes=1))
+    worker.run_once(filed_at + timedelta(hours=23, minutes=2))
+    worker.run_once(filed_at + timedelta(hours=24, minutes=1))
+    worker.run_once(filed_at + timedelta(hours=25))
 
     levels = [(r.levelno, r.message) for r in caplog.records]
     assert levels == [
@@ -424,7 +455,7 @@ def test_the_takedown_completes_once_when_rows_finish_in_separate_ticks(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 3)
     takedown_id = queue_takedown(engine, article_ids, received_at=clock.now(), run_at=clock.now())
@@ -435,11 +466,12 @@ def test_the_takedown_completes_once_when_rows_finish_in_separate_ticks(
             .where(RemovalJob.article_id == article_ids[2])  # type: ignore[arg-type]
             .values(run_at=clock.now() + timedelta(hours=1))
         )
-    runner = make_runner()
+    worker = removal_worker(engine, settings, clock)
 
-    assert runner.run_once(clock.now()).completed_takedowns == 0
+    assert worker.run_once(clock.now()).of("removal")["completed_takedowns"] == 0
     assert takedown(engine, takedown_id).status == "executing"
-    assert runner.run_once(clock.advance(timedelta(hours=1))).completed_takedowns == 1
+    later = clock.advance(timedelta(hours=1))
+    assert worker.run_once(later).of("removal")["completed_takedowns"] == 1
     assert takedown(engine, takedown_id).status == "completed"
     assert [j.status for j in jobs(engine)] == [JobStatus.done.value] * 3
 
@@ -449,23 +481,16 @@ def test_a_row_whose_worker_dies_every_time_ends_failed_not_looping(
     ingest_headers: dict[str, str],
     engine: Engine,
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     [article_id] = ingest_articles(client, ingest_headers, 1)
     queue_takedown(engine, [article_id], received_at=clock.now(), run_at=clock.now())
     caplog.set_level(logging.WARNING, logger="byline.scheduler")
-    for _ in range(3):  # scheduler_max_attempts
-        with new_session(writer(engine)) as session, session.begin():
-            assert claim_due_removals(
-                session=session,
-                owner="doomed",
-                now=clock.now(),
-                limit=1,
-                lease=timedelta(seconds=60),
-            )
+    for _ in range(3):  # scheduler_max_attempts: each claim counts a try
+        assert claim_removals(engine, owner="doomed", now=clock.now(), limit=1)
         clock.advance(timedelta(seconds=61))
-        make_runner().run_once(clock.now(), stop=_stopped())
+        removal_worker(engine, settings, clock).run_once(clock.now(), stop=_stopped())
 
     [job] = jobs(engine)
     assert (job.status, job.attempts, job.finished_at) == ("failed", 3, clock.now())
@@ -478,14 +503,15 @@ def test_a_row_whose_worker_dies_every_time_ends_failed_not_looping(
 
 
 def _stopped() -> threading.Event:
-    """A stop already set: the tick only requeues expired leases, it claims nothing."""
+    """A stop already set: the tick only recovers expired leases (and sweeps), it claims
+    nothing."""
     stop = threading.Event()
     stop.set()
     return stop
 
 
 def test_the_tick_forgets_rate_limit_windows_that_have_ended(
-    engine: Engine, clock: FrozenClock, make_runner: MakeRunner, settings: Settings
+    engine: Engine, clock: FrozenClock, settings: Settings
 ) -> None:
     from app.takedowns.models import RateLimitCounter
     from app.takedowns.ratelimit import count_hit
@@ -497,7 +523,9 @@ def test_the_tick_forgets_rate_limit_windows_that_have_ended(
     with new_session(writer(engine)) as session, session.begin():
         count_hit(session=session, key="recent", rate=settings.rate_per_address, now=later)
 
-    make_runner().run_once(later)
+    result = removal_worker(engine, settings, clock).run_once(later)
+
+    assert result.swept["rate_windows_forgotten"] == 1
 
     with new_session(engine) as session:
         keys = {row.key for row in session.scalars(select(RateLimitCounter))}

@@ -221,3 +221,11 @@ def test_a_bad_month_is_a_422_naming_the_field(client: TestClient, month: str) -
     assert response.json()["errors"] == [
         {"field": "month", "message": "must be a month as YYYY-MM, e.g. 2026-01"}
     ]
+
+
+def test_the_last_representable_month_is_an_empty_report_not_an_error(
+    client: TestClient,
+) -> None:
+    response = client.get("/v1/transparency?month=9999-12")
+    assert response.status_code == 200, response.text
+    assert response.json()["totals"]["received"] == 0

@@ -18,11 +18,10 @@ from sqlalchemy import Engine, func, insert, select
 from sqlmodel import col
 
 from app.clock import FrozenClock
-from app.config import TAKEDOWN_DEADLINE
+from app.config import TAKEDOWN_DEADLINE, Settings
 from app.db import new_session, writer
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import AuditEvent
-from tests.scheduler.conftest import MakeRunner
 from tests.scheduler.factories import (
     ingest_articles,
     jobs,
@@ -32,6 +31,7 @@ from tests.scheduler.factories import (
     removed_article_ids,
     takedown,
 )
+from tests.workers import removal_worker
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 60.0
@@ -155,6 +155,7 @@ def test_worker_on_sigterm_finishes_the_current_row_and_gives_back_the_rest(
 
     assert worker.wait() == 0, worker.output()
     assert status_counts(engine) == {"done": 1, "queued": 3}
+    # Given back untried: their claim's try is not counted.
     assert all(job.lease_owner is None and job.attempts == 0 for job in jobs(engine)[1:])
     assert "SIGTERM, stopping" in worker.output()
 
@@ -165,7 +166,7 @@ def test_worker_killed_mid_batch_is_finished_by_another_after_lease_expiry_exact
     engine: Engine,
     start_worker: Callable[..., Worker],
     clock: FrozenClock,
-    make_runner: MakeRunner,
+    settings: Settings,
 ) -> None:
     article_ids = ingest_articles(client, ingest_headers, 6)
     now = real_now()
@@ -180,19 +181,26 @@ def test_worker_killed_mid_batch_is_finished_by_another_after_lease_expiry_exact
     worker.process.send_signal(signal.SIGKILL)
     assert worker.wait() == -signal.SIGKILL
 
-    survivor = make_runner(owner="survivor")
+    survivor = removal_worker(engine, settings, clock, owner="survivor")
     lease_expires = max(job.lease_expires_at for job in jobs(engine) if job.lease_expires_at)
-    assert survivor.run_once(lease_expires - timedelta(seconds=1)).claimed == 0
+    assert survivor.run_once(lease_expires - timedelta(seconds=1)).claimed["removal"] == 0
     clock.set(lease_expires + timedelta(seconds=1))
     result = survivor.run_once(clock.now())
 
-    assert (result.requeued, result.removed, result.completed_takedowns) == (5, 5, 1)
+    removals = result.of("removal")
+    assert (
+        result.recovered["removal"],
+        removals["removed"],
+        removals["completed_takedowns"],
+    ) == (5, 5, 1)
     assert removed_article_ids(engine) == set(article_ids)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     rows = jobs(engine)
     assert {job.status for job in rows} == {"done"}
-    assert sorted(job.attempts for job in rows) == [0, 1, 1, 1, 1, 1]
-    assert Counter(job.lease_owner == "survivor" for job in rows) == {True: 5, False: 1}
+    # The row done before the kill took one try; the five others the killed worker's and the
+    # survivor's.
+    assert sorted(job.attempts for job in rows) == [1, 2, 2, 2, 2, 2]
+    assert Counter(job.lease_owner == survivor.owner for job in rows) == {True: 5, False: 1}
     assert takedown(engine, takedown_id).status == "completed"
     with new_session(engine) as session:
         completions = session.scalar(
@@ -253,7 +261,8 @@ def test_four_workers_drain_5000_removals_each_exactly_once(
 
     assert status_counts(engine) == {"done": 5_000}
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert all(job.attempts == 0 for job in jobs(engine))
+    # Each row claimed once: no lease expired and nothing was retried.
+    assert all(job.attempts == 1 for job in jobs(engine))
     owners = Counter(job.lease_owner for job in jobs(engine))
     assert len(owners) >= 2, owners
     with new_session(engine) as session:

@@ -10,11 +10,12 @@ from sqlalchemy import Engine, select
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
+from app.jobs.worker import TickResult
 from app.notifications.models import ClaimantEmail, EmailKind
-from app.scheduler.runner import RemovalRunner, TickResult
 from app.takedowns.models import AuditEvent, Takedown, TakedownTarget
 from app.takedowns.service import carry_out_removal
 from tests.articles.factories import article_payload
+from tests.workers import run_removals
 
 PROBLEM = "application/problem+json"
 CLAIMANT_NAME = "Priya Claimant-Secret"
@@ -150,8 +151,8 @@ def carry_out(engine: Engine, clock: FrozenClock, takedown_id: str, article_id: 
 
 
 def tick(engine: Engine, settings: Settings, clock: FrozenClock) -> TickResult:
-    """One scheduler tick at the clock's time: due removals run."""
-    return RemovalRunner(engine=engine, settings=settings, clock=clock).run_once()
+    """One removal worker tick at the clock's time: due removals run."""
+    return run_removals(engine, settings, clock)
 
 
 def audit_actions(

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, select
 
 from app.articles.models import Article, ArticleTombstone
 from app.clock import FrozenClock
+from app.config import Settings
 from app.db import new_session
 from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
@@ -19,6 +20,7 @@ from tests.takedowns.factories import (
     file_confirmed,
     filing,
     ingest,
+    tick,
 )
 
 UNMATCHED = {"email": "agent@rights.example.org"}
@@ -45,15 +47,14 @@ def test_audit_lists_every_transition_with_actor_and_statuses(
     events = client.get(f"/v1/admin/audit?takedown_id={filed['id']}", headers=admin_headers).json()[
         "items"
     ]
+    # Rejected inside its review window: nothing it named was ever blocked.
     assert [(e["action"], e["actor"], e["from_status"], e["to_status"]) for e in events] == [
         ("filed", "claimant", None, "received"),
         ("email_confirmed", "claimant", None, None),
         ("queued", "policy", "received", "queued"),
-        ("blocked", "policy", None, None),
         ("rejected", "operator", "queued", "rejected"),
-        ("block_lifted", "operator", None, None),
     ]
-    assert events[4]["reason"] == "Public record."
+    assert events[3]["reason"] == "Public record."
     assert events[0]["at"] == "2026-01-05T09:00:00Z"
     everything = client.get("/v1/admin/audit", headers=admin_headers).json()["items"]
     assert {e["takedown_id"] for e in everything} == {filed["id"], other["id"]}
@@ -81,15 +82,22 @@ def test_no_endpoint_edits_or_deletes_the_audit_log(
     assert len(client.get("/v1/admin/audit", headers=admin_headers).json()["items"]) == 5
 
 
-def test_blocks_take_effect_at_confirmation_for_queued_requests_and_at_approval_for_escalated(
+def test_blocks_take_effect_when_removals_may_run_and_at_approval_for_escalated(
     client: TestClient,
     ingest_headers: dict[str, str],
     admin_headers: dict[str, str],
     engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
 ) -> None:
     queued = file(client, filing(["https://www.reuters.com/queued"], claimant=UNMATCHED))
     assert client.get("/v1/admin/blocks", headers=admin_headers).json()["items"] == []
     assert confirm(client, engine, queued["id"])["status"] == "queued"
+    # A mailbox elsewhere: nothing is refused while an operator can still stop the request.
+    assert client.get("/v1/admin/blocks", headers=admin_headers).json()["items"] == []
+    assert post_article(client, ingest_headers, "https://www.reuters.com/queued").status_code == 201
+    clock.advance(settings.takedown_review_window)
+    tick(engine, settings, clock)
     for url in ("https://www.reuters.com/queued", "http://reuters.com/queued/"):
         assert post_article(client, ingest_headers, url).status_code == 451
     escalated = file(client, filing(domain="bbc.co.uk", claimant={"email": "x@evil.co.uk"}))

@@ -14,6 +14,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session, writer
 from app.errors import ProblemError
+from app.scheduler.queue import RemovalRefused
 from app.takedowns.blocks import add_block
 from app.takedowns.filing import Filed, confirm_takedown, file_takedown
 from app.takedowns.models import AuditEvent, Block, Takedown
@@ -37,7 +38,8 @@ from tests.takedowns.factories import (
 
 def race(engine: Engine, actions: list[Callable[[Any], object]]) -> list[object]:
     """Run each action in its own thread and transaction, all released at once. Each result
-    is the action's return value or the ProblemError it raised."""
+    is the action's return value or the ProblemError (or, for a removal, the RemovalRefused)
+    it raised."""
     barrier = threading.Barrier(len(actions))
     results: list[object] = [None] * len(actions)
 
@@ -46,7 +48,7 @@ def race(engine: Engine, actions: list[Callable[[Any], object]]) -> list[object]
         try:
             with new_session(writer(engine)) as session, session.begin():
                 results[index] = actions[index](session)
-        except ProblemError as exc:
+        except (ProblemError, RemovalRefused) as exc:
             results[index] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(len(actions))]
@@ -58,7 +60,11 @@ def race(engine: Engine, actions: list[Callable[[Any], object]]) -> list[object]
 
 
 def conflicts(results: list[object]) -> int:
-    return sum(isinstance(r, ProblemError) and r.status == 409 for r in results)
+    """The losers: a 409, or a removal its request no longer allows."""
+    return sum(
+        (isinstance(r, ProblemError) and r.status == 409) or isinstance(r, RemovalRefused)
+        for r in results
+    )
 
 
 def test_concurrent_approve_and_reject_exactly_one_wins(

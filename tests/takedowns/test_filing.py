@@ -79,7 +79,7 @@ def test_filing_answers_202_received_with_id_token_and_24_hour_due_date(
     assert (stored.email_confirmed_at, stored.run_at) == (None, None)
     with new_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Block)) == 0
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
 
 
@@ -172,7 +172,7 @@ def test_article_ingested_before_the_confirmation_is_removed_with_the_request(
     view = confirm(client, engine, body["id"])
     assert view["status"] == "queued"
     assert [(t["article_ids"], t["state"]) for t in view["targets"]] == [([article_id], "pending")]
-    assert tick(engine, settings, clock).removed == 1
+    assert tick(engine, settings, clock).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article_id}").status_code == 451
     assert load(engine, body["id"]).status == "completed"
 

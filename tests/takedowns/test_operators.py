@@ -8,8 +8,8 @@ from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
-from app.takedowns.service import record_sla_breaches
+from app.db import new_session, writer
+from app.takedowns.service import advance_waiting_requests, record_sla_breaches
 from tests.takedowns.factories import (
     assert_problem,
     audit_actions,
@@ -164,7 +164,7 @@ def test_approving_an_escalated_request_runs_it_now_and_blocks(
     assert detail["decision"]["outcome"] == "approved"
     assert detail["decided_by"] == "operator"
     assert detail["targets"][0]["article_ids"] == [article["id"], late["id"]]
-    assert tick(engine, settings, clock).removed == 2
+    assert tick(engine, settings, clock).of("removal")["removed"] == 2
     assert load(engine, filed["id"]).status == "completed"
     blocked = client.post(
         "/v1/articles",
@@ -198,9 +198,9 @@ def test_approving_during_the_review_window_runs_it_at_once_confirmed_or_not(
     body = filing([article["id"]], claimant=UNMATCHED)
     filed = file_confirmed(client, engine, body) if confirmed else file(client, body)
     assert filed["status"] == ("queued" if confirmed else "received")
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     admin(client, admin_headers, f"{filed['id']}/approve")
-    assert tick(engine, settings, clock).removed == 1
+    assert tick(engine, settings, clock).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
 
 
@@ -230,6 +230,14 @@ def test_rejecting_cancels_the_removal_and_lifts_the_blocks(
         engine,
         filing([article["id"], "https://www.reuters.com/unseen"], claimant=UNMATCHED),
     )
+    # Its review window ends and it takes effect (the sweep of the scheduler's tick); the
+    # operator rejects it before its removal has run.
+    assert client.get("/v1/admin/blocks", headers=admin_headers).json()["items"] == []
+    with new_session(writer(engine)) as session, session.begin():
+        moved = advance_waiting_requests(
+            session=session, settings=settings, now=clock.advance(settings.takedown_review_window)
+        )
+    assert moved == 1
     blocks = client.get("/v1/admin/blocks?active=true", headers=admin_headers).json()["items"]
     assert sorted(b["value"] for b in blocks) == [
         "reuters.com/unseen",
@@ -239,7 +247,7 @@ def test_rejecting_cancels_the_removal_and_lifts_the_blocks(
     assert response.status_code == 200
     assert [t["state"] for t in response.json()["targets"]] == ["cancelled", "cancelled"]
     clock.advance(timedelta(hours=5))
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     assert client.get("/v1/admin/blocks?active=true", headers=admin_headers).json()["items"] == []
     assert (
@@ -290,9 +298,9 @@ def test_escalating_holds_the_removal_until_approved(
     assert response.json()["status"] == "escalated"
     assert response.json()["escalation_reason"] == "Check the licence."
     clock.advance(timedelta(hours=5))
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     admin(client, admin_headers, f"{filed['id']}/approve")
-    assert tick(engine, settings, clock).removed == 1
+    assert tick(engine, settings, clock).of("removal")["removed"] == 1
 
 
 @pytest.mark.parametrize(

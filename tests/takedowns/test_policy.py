@@ -120,6 +120,10 @@ def test_confirmed_mailbox_elsewhere_waits_for_the_review_window_counted_from_re
     [
         ("someone@gmail.com", ["www.gmail.com"]),
         ("editor@yahoo.com", ["news.yahoo.com"]),  # a Yahoo Mail box is no proof for Yahoo News
+        # Portals the maintained list lacks: their free mailboxes prove nothing for their news.
+        ("anyone123@daum.net", ["news.daum.net"]),
+        ("anyone@globo.com", ["g1.globo.com"]),
+        ("anyone@walla.co.il", ["news.walla.co.il"]),
         ("legal@reuters.com", []),  # a request naming no host is not matched
     ],
 )
@@ -200,12 +204,13 @@ def test_confirmed_matching_mailbox_is_removed_at_the_next_tick_after_confirmati
     article = ingest(client, ingest_headers, host="uk.reuters.com")
     body = file(client, filing([article["id"]]))
     assert body["status"] == "received"
-    assert tick(engine, settings, clock).removed == 0  # nothing runs on a typed address
+    # Nothing runs on a typed address.
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     clock.advance(timedelta(minutes=3))
     assert confirm(client, engine, body["id"])["status"] == "queued"
     assert load(engine, body["id"]).run_at == clock.now()
-    assert tick(engine, settings, clock).removed == 1
+    assert tick(engine, settings, clock).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
     assert load(engine, body["id"]).status == "completed"
 
@@ -223,10 +228,10 @@ def test_confirmed_unmatched_mailbox_is_removed_only_after_the_review_window(
     )
     assert body["status"] == "queued"
     clock.advance(settings.takedown_review_window - timedelta(seconds=1))
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     clock.advance(timedelta(seconds=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert tick(engine, settings, clock).of("removal")["removed"] == 1
     assert client.get(f"/v1/articles/{article['id']}").status_code == 451
 
 
@@ -240,16 +245,16 @@ def test_unconfirmed_request_goes_to_an_operator_when_the_review_window_ends_nev
     article = ingest(client, ingest_headers)
     body = file(client, filing([article["id"]]))  # even a matching address, never confirmed
     clock.advance(settings.takedown_review_window - timedelta(seconds=1))
-    assert tick(engine, settings, clock).requests_advanced == 0
+    assert tick(engine, settings, clock).swept["requests_advanced"] == 0
     assert load(engine, body["id"]).status == "received"
     clock.advance(timedelta(seconds=1))
-    assert tick(engine, settings, clock).requests_advanced == 1
+    assert tick(engine, settings, clock).swept["requests_advanced"] == 1
     takedown = load(engine, body["id"])
     assert takedown.status == "escalated"
     assert "did not confirm" in (takedown.escalation_reason or "")
     assert takedown.due_at == due_at(body)  # the 24-hour deadline stands for the operator
     clock.advance(timedelta(hours=21))
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     assert audit_actions(engine, body["id"])[:2] == [
         ("filed", "claimant", None, "received"),
@@ -276,7 +281,7 @@ def test_mass_target_request_is_escalated_and_never_removed_automatically(
     assert body["status"] == "escalated"
     assert all(t["state"] == "pending" for t in body["targets"])
     clock.advance(timedelta(hours=25))
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert all(client.get(f"/v1/articles/{i}").status_code == 200 for i in ids)
     assert load(engine, body["id"]).status == "escalated"
 
@@ -322,11 +327,11 @@ def test_domain_request_from_a_confirmed_matching_mailbox_waits_for_an_operator(
     )
     assert body["status"] == "escalated"  # a mailbox alone does not opt a whole domain out
     assert body["targets"][0]["article_ids"] == ours
-    assert tick(engine, settings, clock).removed == 0
+    assert tick(engine, settings, clock).of("removal")["removed"] == 0
     assert post_article(client, ingest_headers, "https://sport.bbc.co.uk/early").status_code == 201
     approved = client.post(f"/v1/admin/takedowns/{body['id']}/approve", headers=admin_headers)
     assert approved.status_code == 200, approved.text
-    assert tick(engine, settings, clock).removed == 3  # the early arrival too
+    assert tick(engine, settings, clock).of("removal")["removed"] == 3  # the early arrival too
     assert client.get(f"/v1/articles/{theirs}").status_code == 200
     assert post_article(client, ingest_headers, "https://sport.bbc.co.uk/new").status_code == 451
 
@@ -353,7 +358,7 @@ def test_domain_request_with_a_publisher_key_removes_and_blocks_the_domain_at_on
     body = response.json()
     assert (body["status"], body["confirmation"]) == ("queued", "not_needed")
     assert body["targets"][0]["article_ids"] == ours
-    assert tick(engine, settings, clock).removed == 2
+    assert tick(engine, settings, clock).of("removal")["removed"] == 2
     assert client.get(f"/v1/articles/{theirs}").status_code == 200
     assert post_article(client, ingest_headers, "https://sport.bbc.co.uk/new").status_code == 451
 

@@ -27,10 +27,10 @@ from sqlalchemy import Engine
 from app.clock import FrozenClock
 from app.config import Settings
 from app.main import create_app
-from app.notifications.delivery import NotificationRunner
 from tests.articles.factories import article_payload
 from tests.notifications.conftest import SmtpServer
-from tests.takedowns.factories import load, tick
+from tests.takedowns.factories import load
+from tests.workers import run_outside_world, run_removals
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -242,7 +242,7 @@ def test_rights_holder_files_follows_and_sees_removal_in_a_browser(
     approved = httpx.post(f"{base}/v1/admin/takedowns/{takedown_id}/approve", headers=admin_headers)
     assert approved.status_code == 200, approved.text
     clock.advance(timedelta(minutes=1))
-    assert tick(engine, live_server.settings, clock).removed == 1
+    assert run_removals(engine, live_server.settings, clock).of("removal")["removed"] == 1
 
     gone = page.goto(article_url)
     assert gone is not None and gone.status == 451
@@ -300,11 +300,7 @@ def test_rights_holder_confirms_the_emailed_link_in_a_browser_and_sees_the_remov
     shots.take(page, "confirm-1-receipt")
 
     # The receipt goes out through the SMTP server with the confirmation link.
-    runner = NotificationRunner(engine=engine, settings=settings, clock=clock)
-    try:
-        assert runner.run_once().emails_sent == 1
-    finally:
-        runner.close()
+    assert run_outside_world(engine, settings, clock).of("email")["sent"] == 1
     [arrived] = smtp_server.messages
     assert arrived.rcpt_tos == ["legal@reuters.com"]
     assert arrived.message["Subject"].startswith("Confirm your removal request")
@@ -320,7 +316,7 @@ def test_rights_holder_confirms_the_emailed_link_in_a_browser_and_sees_the_remov
     expect(page.get_by_role("heading", level=1)).to_have_text("Confirm your removal request")
     expect(page.get_by_role("button")).to_have_count(1)
     shots.take(page, "confirm-2-button")
-    assert tick(engine, settings, clock).removed == 0
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 0
     assert load(engine, takedown_id).email_confirmed_at is None
     assert httpx.get(article_url).status_code == 200
 
@@ -334,7 +330,7 @@ def test_rights_holder_confirms_the_emailed_link_in_a_browser_and_sees_the_remov
     shots.take(page, "confirm-3-confirmed")
 
     # The next tick removes the article.
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     gone = page.goto(article_url)
     assert gone is not None and gone.status == 451
     assert httpx.get(article_url).status_code == 451

@@ -15,7 +15,7 @@ from app.config import Settings
 from app.db import new_session
 from app.main import create_app
 from app.takedowns.models import Takedown
-from tests.takedowns.factories import audit_actions, confirmation_code, filing, ingest, load, tick
+from tests.takedowns.factories import audit_actions, confirmation_code, filing, ingest, load
 from tests.web.factories import (
     CLAIMANT_EMAIL,
     Elements,
@@ -27,6 +27,7 @@ from tests.web.factories import (
     status_path,
     takedown_id_of,
 )
+from tests.workers import run_removals
 
 DEADLINE = "Tuesday 6 January 2026, 09:00 UTC"
 UNVERIFIED = "counsel@lawfirm.example"  # not the articles' domain: waits for the review window
@@ -123,7 +124,7 @@ def test_the_451_of_a_removed_article_links_to_this_page(
     takedown_id = takedown_id_of(filed.text)
     assert press_confirm(web_client, takedown_id, confirmation_code(engine, takedown_id))
     clock.advance(timedelta(minutes=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     removed = web_client.get(f"/v1/articles/{article['id']}")
     assert removed.status_code == 451
     blocked_by = r'<https://news\.example(/[^>]*)>; rel="blocked-by"'
@@ -484,7 +485,7 @@ def test_after_removal_there_is_no_withdraw_button_and_a_late_withdrawal_is_expl
     press_confirm(web_client, takedown_id, confirmation_code(engine, takedown_id))
     csrf = csrf_token(web_client, path)
     clock.advance(timedelta(minutes=1))
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     page = web_client.get(path)
     assert "Completed" in page.text and "Removed" in page.text
     assert "Monday 5 January 2026, 09:01 UTC" in page.text  # completed
@@ -558,7 +559,7 @@ def test_the_emailed_link_shows_one_button_and_opening_it_changes_nothing(
     assert CLAIMANT_EMAIL not in response.text
     # Opened (by a mail scanner, say): nothing is confirmed, nothing runs.
     assert load(engine, takedown_id).email_confirmed_at is None
-    assert tick(engine, settings, clock).removed == 0
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 0
     assert web_client.get(f"/v1/articles/{article_id}").status_code == 200
 
 
@@ -594,7 +595,7 @@ def test_pressing_the_button_confirms_once_and_the_page_then_says_what_happens(
     assert again.status_code == 200 and "Your address is confirmed" in again.text
     actions = [action for action, *_ in audit_actions(engine, takedown_id)]
     assert actions.count("email_confirmed") == 1
-    assert tick(engine, settings, clock).removed == 1
+    assert run_removals(engine, settings, clock).of("removal")["removed"] == 1
     assert web_client.get(f"/v1/articles/{article_id}").status_code == 451
 
 
