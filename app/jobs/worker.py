@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client import Counter as PrometheusCounter
-from sqlalchemy import ColumnElement, Engine, Row
+from sqlalchemy import ColumnElement, Engine, Row, Select
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlmodel import Session
 
@@ -28,7 +28,7 @@ from app.clock import Clock
 from app.db import new_session, writer
 from app.errors import ProblemError
 from app.jobs.models import JobStatus
-from app.jobs.queue import JobQueue, RetryPolicy
+from app.jobs.queue import Failure, JobQueue, RetryPolicy
 from app.jobs.wakeups import SIGNALS, StopSignal, WakeSignals
 
 logger = logging.getLogger("byline.jobs")
@@ -98,11 +98,13 @@ class JobRun:
 
 class JobHandler:
     """One kind of job: its queue, its retry policy and how a claimed batch runs. A kind
-    overrides `run`, and what differs in its claims (`claimable`, `claim_columns`) or its
-    recovery."""
+    overrides `run`, and says what differs in its claims: which due rows it may take now
+    (`claimable`), what a claimed row carries (`claimed_type`, made from `claim_columns` of
+    its own table or from the row joined by `claimed_details`), and its recovery."""
 
     queue: JobQueue
     policy: RetryPolicy
+    claimed_type: Callable[..., Any] | None = None  # None: the rows as claimed
     claim_columns: Sequence[ColumnElement[Any]] = ()
     recover_log_columns: Sequence[ColumnElement[Any]] = ()  # named when a lease expires
     given_up_values: ClassVar[dict[str, Any]] = {}  # written too when a row fails for good
@@ -119,10 +121,14 @@ class JobHandler:
     def claim_sort(self, row: Row[Any]) -> Any:
         return row.id
 
+    def claimed_details(self) -> Select[Any] | None:
+        """A query of what a claimed row carries beyond its own table (joins); None."""
+        return None
+
     def claim(
         self, *, session: Session, owner: str, now: datetime, limit: int, lease: timedelta
     ) -> Sequence[Any]:
-        return self.queue.claim(
+        rows = self.queue.claim(
             session=session,
             owner=owner,
             now=now,
@@ -132,6 +138,64 @@ class JobHandler:
             returning=self.claim_columns,
             sort=self.claim_sort,
         )
+        details = self.claimed_details()
+        if details is not None and rows:
+            ids = self.queue.c.id
+            rows = list(
+                session.execute(details.where(ids.in_([row.id for row in rows])).order_by(ids))
+            )
+        if self.claimed_type is None:
+            return rows
+        return [self.claimed_type(**row._mapping) for row in rows]
+
+    def hold(
+        self, job: "JobRun", job_id: int, now: datetime, values: dict[str, Any] | None = None
+    ) -> bool:
+        """Renew the lease on one row before acting on it, in a transaction of its own (with
+        `values` too); False when the worker no longer holds it."""
+        with new_session(writer(job.engine)) as session, session.begin():
+            return bool(
+                self.queue.renew(
+                    session=session,
+                    ids=[job_id],
+                    owner=job.owner,
+                    now=now,
+                    lease=job.lease,
+                    values=values,
+                )
+            )
+
+    def finish_one(self, job: "JobRun", job_id: int, now: datetime, **options: Any) -> bool:
+        """End one row in a transaction of its own (`options` go to `JobQueue.finish`);
+        False when the worker no longer holds it."""
+        with new_session(writer(job.engine)) as session, session.begin():
+            return bool(
+                self.queue.finish(
+                    session=session, ids=[job_id], owner=job.owner, now=now, **options
+                )
+            )
+
+    def give_back(self, job: "JobRun", ids: Sequence[int]) -> None:
+        """Release rows claimed but not run (the worker is stopping, or cannot run them now)."""
+        with new_session(writer(job.engine)) as session, session.begin():
+            job.note("released", self.queue.release(session=session, ids=ids, owner=job.owner))
+
+    def record_failure(
+        self, job: "JobRun", *, job_id: int, error: str, now: datetime, **options: Any
+    ) -> Failure | None:
+        """A failed try, in a transaction of its own: backoff or failed for good, by the
+        kind's policy (`options` go to `JobQueue.fail`)."""
+        with new_session(writer(job.engine)) as session, session.begin():
+            return self.queue.fail(
+                session=session,
+                job_id=job_id,
+                owner=job.owner,
+                error=error,
+                now=now,
+                policy=self.policy,
+                on_give_up=self.given_up_values,
+                **options,
+            )
 
     def recover(self, *, session: Session, now: datetime) -> Counter[str]:
         """Take back rows whose worker died: how many went which way ("requeued", or an

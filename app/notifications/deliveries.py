@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import ColumnElement, exists, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlmodel import Session
 
 from app.config import Settings
@@ -52,6 +52,7 @@ class WebhookHandler(JobHandler):
     """Delivers claimed events; retried with backoff for the retry window."""
 
     queue = DELIVERIES
+    claimed_type = ClaimedDelivery
 
     def __init__(self, *, settings: Settings, http: httpx.Client | None = None) -> None:
         self.settings = settings
@@ -89,11 +90,8 @@ class WebhookHandler(JobHandler):
             ),
         ]
 
-    def claim(self, *, session: Session, **kwargs: Any) -> Sequence[ClaimedDelivery]:
-        claimed = super().claim(session=session, **kwargs)
-        if not claimed:
-            return []
-        rows = session.execute(
+    def claimed_details(self) -> Select[Any]:
+        return (
             select(
                 D.c.id,
                 D.c.endpoint_id,
@@ -106,10 +104,7 @@ class WebhookHandler(JobHandler):
             )
             .join(EP, EP.c.id == D.c.endpoint_id)
             .join(EV, EV.c.id == D.c.event_id)
-            .where(D.c.id.in_([row.id for row in claimed]))
-            .order_by(D.c.id)
-        ).all()
-        return [ClaimedDelivery(**row._mapping) for row in rows]
+        )
 
     def next_run_at(self, *, session: Session, now: datetime) -> datetime | None:
         endpoint_retry = session.scalar(
@@ -135,22 +130,11 @@ class WebhookHandler(JobHandler):
             if outcome in ("retried", "failed"):
                 failing.add(delivery.endpoint_id)
         if give_back:
-            with new_session(writer(job.engine)) as session, session.begin():
-                job.note(
-                    "released", DELIVERIES.release(session=session, ids=give_back, owner=job.owner)
-                )
+            self.give_back(job, give_back)
 
     def deliver(self, delivery: ClaimedDelivery, now: datetime, job: JobRun) -> str:
         """Send one claimed delivery; the outcome's name."""
-        with new_session(writer(job.engine)) as session, session.begin():
-            held = DELIVERIES.renew(
-                session=session,
-                ids=[delivery.id],
-                owner=job.owner,
-                now=now,
-                lease=job.lease,
-                values={"last_attempt_at": now},
-            )
+        held = self.hold(job, delivery.id, now, values={"last_attempt_at": now})
         if not held:
             return "lost"
         body = event_body(

@@ -22,7 +22,6 @@ from sqlalchemy import ColumnElement, exists, update
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import new_session, writer
 from app.jobs.models import OPEN_STATUSES, JobStatus
 from app.jobs.queue import JobQueue, RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
@@ -75,6 +74,7 @@ class EmailHandler(JobHandler):
     """Sends claimed e-mails one by one; retried with backoff for the retry window."""
 
     queue = EMAILS
+    claimed_type = ClaimedEmail
     given_up_values = ERASED_WHEN_FINISHED
     claim_columns = tuple(CE.c[name] for name in ClaimedEmail.__dataclass_fields__ if name != "id")
 
@@ -94,9 +94,6 @@ class EmailHandler(JobHandler):
                 earlier.c.status.in_(OPEN_STATUSES),
             )
         ]
-
-    def claim(self, **kwargs: Any) -> Sequence[ClaimedEmail]:
-        return [ClaimedEmail(**row._mapping) for row in super().claim(**kwargs)]
 
     def recover(self, *, session: Session, now: datetime) -> Counter[str]:
         # Died during the hand-over: maybe sent, so never again.
@@ -130,35 +127,20 @@ class EmailHandler(JobHandler):
     def run(self, batch: Sequence[ClaimedEmail], job: JobRun) -> None:
         for index, email in enumerate(batch):
             if job.stop.is_set():
-                with new_session(writer(job.engine)) as session, session.begin():
-                    ids = [e.id for e in batch[index:]]
-                    job.note("released", EMAILS.release(session=session, ids=ids, owner=job.owner))
+                self.give_back(job, [e.id for e in batch[index:]])
                 return
             job.count(self.send(email, job.moment(), job))
 
     def send(self, email: ClaimedEmail, now: datetime, job: JobRun) -> str:
         """Send one claimed e-mail and record the outcome (see the module's docstring)."""
-        with new_session(writer(job.engine)) as session, session.begin():
-            held = EMAILS.renew(
-                session=session, ids=[email.id], owner=job.owner, now=now, lease=job.lease
-            )
+        held = self.hold(job, email.id, now)
         if not held:
             return "lost"
         handed_over = False
 
         def before_data() -> bool:
             nonlocal handed_over
-            with new_session(writer(job.engine)) as session, session.begin():
-                handed_over = bool(
-                    EMAILS.renew(
-                        session=session,
-                        ids=[email.id],
-                        owner=job.owner,
-                        now=now,
-                        lease=job.lease,
-                        values={"handed_over_at": now},
-                    )
-                )
+            handed_over = self.hold(job, email.id, now, values={"handed_over_at": now})
             return handed_over
 
         try:
@@ -193,16 +175,9 @@ class EmailHandler(JobHandler):
     def _finish(
         self, email: ClaimedEmail, now: datetime, status: str, error: str | None, job: JobRun
     ) -> str:
-        with new_session(writer(job.engine)) as session, session.begin():
-            finished = EMAILS.finish(
-                session=session,
-                ids=[email.id],
-                owner=job.owner,
-                now=now,
-                status=status,
-                note=error,
-                values=ERASED_WHEN_FINISHED,
-            )
+        finished = self.finish_one(
+            job, email.id, now, status=status, note=error, values=ERASED_WHEN_FINISHED
+        )
         if not finished:
             return "lost"
         context = self._context(email)
@@ -216,16 +191,7 @@ class EmailHandler(JobHandler):
         return "failed"
 
     def _retry(self, email: ClaimedEmail, now: datetime, error: str, job: JobRun) -> str:
-        with new_session(writer(job.engine)) as session, session.begin():
-            failure = EMAILS.fail(
-                session=session,
-                job_id=email.id,
-                owner=job.owner,
-                error=error,
-                now=now,
-                policy=self.policy,
-                on_give_up=self.given_up_values,
-            )
+        failure = self.record_failure(job, job_id=email.id, error=error, now=now)
         if failure is None:
             return "lost"
         context = self._context(email)

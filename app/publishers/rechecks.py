@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, select, update
+from sqlalchemy import ColumnElement, Select, exists, select, update
 from sqlmodel import Session
 
 from app.auth import revoke_api_key
@@ -64,6 +64,7 @@ class RecheckHandler(JobHandler):
     """Looks each claimed verification's record up and records what it found."""
 
     queue = RECHECKS
+    claimed_type = ClaimedRecheck
     batch_size = RECHECK_BATCH
     # Only the database can fail a re-check (a lookup that fails counts as a miss): retried
     # for as long as it takes.
@@ -76,34 +77,21 @@ class RecheckHandler(JobHandler):
     def claimable(self, now: datetime) -> Sequence[ColumnElement[bool]]:
         return [exists().where(PV.c.id == PR.c.verification_id, PV.c.status == V.verified)]
 
-    def claim(self, *, session: Session, **kwargs: Any) -> Sequence[ClaimedRecheck]:
-        claimed = super().claim(session=session, **kwargs)
-        if not claimed:
-            return []
-        rows = session.execute(
-            select(
-                PR.c.id,
-                PR.c.verification_id,
-                PV.c.domain,
-                PV.c.email,
-                PV.c.record_value,
-                PV.c.record_missing_since,
-                PV.c.api_key_id,
-            )
-            .join(PV, PV.c.id == PR.c.verification_id)
-            .where(PR.c.id.in_([row.id for row in claimed]))
-            .order_by(PR.c.id)
-        ).all()
-        return [ClaimedRecheck(**row._mapping) for row in rows]
+    def claimed_details(self) -> Select[Any]:
+        return select(
+            PR.c.id,
+            PR.c.verification_id,
+            PV.c.domain,
+            PV.c.email,
+            PV.c.record_value,
+            PV.c.record_missing_since,
+            PV.c.api_key_id,
+        ).join(PV, PV.c.id == PR.c.verification_id)
 
     def run(self, batch: Sequence[ClaimedRecheck], job: JobRun) -> None:
         for index, recheck in enumerate(batch):
             if job.stop.is_set():
-                with new_session(writer(job.engine)) as session, session.begin():
-                    ids = [r.id for r in batch[index:]]
-                    job.note(
-                        "released", RECHECKS.release(session=session, ids=ids, owner=job.owner)
-                    )
+                self.give_back(job, [r.id for r in batch[index:]])
                 return
             answer = self.lookup(record_name(recheck.domain))
             now = job.moment()
@@ -237,10 +225,6 @@ class RecheckHandler(JobHandler):
 
     def _fail(self, recheck: ClaimedRecheck, exc: Exception, now: datetime, job: JobRun) -> str:
         error = describe_error(exc)
-        with new_session(writer(job.engine)) as session, session.begin():
-            failure = RECHECKS.fail(
-                session=session, job_id=recheck.id, owner=job.owner, error=error, now=now,
-                policy=self.policy,
-            )  # fmt: skip
+        failure = self.record_failure(job, job_id=recheck.id, error=error, now=now)
         logger.error("publisher re-check failed: %s", error, extra={"job_id": recheck.id})
         return "lost" if failure is None else "retried"

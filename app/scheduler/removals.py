@@ -79,6 +79,7 @@ class RemovalHandler(JobHandler):
     `complete` (given where the app is assembled)."""
 
     queue = REMOVALS
+    claimed_type = ClaimedRemoval
     claim_columns = (RJ.c.takedown_id, RJ.c.article_id, RJ.c.deadline_at)
     recover_log_columns = (RJ.c.takedown_id, RJ.c.article_id)
 
@@ -104,30 +105,13 @@ class RemovalHandler(JobHandler):
     def claim_sort(self, row: Row[Any]) -> Any:
         return (row.deadline_at, row.id)
 
-    def claim(self, **kwargs: Any) -> Sequence[ClaimedRemoval]:
-        return [
-            ClaimedRemoval(
-                id=row.id,
-                takedown_id=row.takedown_id,
-                article_id=row.article_id,
-                deadline_at=row.deadline_at,
-            )
-            for row in super().claim(**kwargs)
-        ]
-
     def run(self, batch: Sequence[ClaimedRemoval], job: JobRun) -> None:
         size = self.rows_per_transaction or len(batch) or 1
         lease_expires_at = job.moment() + job.lease
         rest = list(batch)
         while rest:
             if job.stop.is_set():
-                with new_session(writer(job.engine)) as session, session.begin():
-                    job.note(
-                        "released",
-                        REMOVALS.release(
-                            session=session, ids=[r.id for r in rest], owner=job.owner
-                        ),
-                    )
+                self.give_back(job, [r.id for r in rest])
                 return
             now = job.moment()
             if now >= lease_expires_at - job.lease / 2:
@@ -233,15 +217,9 @@ class RemovalHandler(JobHandler):
     ) -> str:
         # The takedown no longer allows removal (withdrawn or rejected while the row ran):
         # cancelling is the answer, retrying would only fail again.
-        with new_session(writer(job.engine)) as session, session.begin():
-            cancelled = REMOVALS.finish(
-                session=session,
-                ids=[removal.id],
-                owner=job.owner,
-                now=now,
-                status=JobStatus.cancelled.value,
-                note=describe_error(exc),
-            )
+        cancelled = self.finish_one(
+            job, removal.id, now, status=JobStatus.cancelled.value, note=describe_error(exc)
+        )
         if not cancelled:
             return "lost"
         logger.info(
@@ -252,16 +230,9 @@ class RemovalHandler(JobHandler):
 
     def _fail(self, removal: ClaimedRemoval, exc: Exception, now: datetime, job: JobRun) -> str:
         error = describe_error(exc)
-        with new_session(writer(job.engine)) as session, session.begin():
-            failure = REMOVALS.fail(
-                session=session,
-                job_id=removal.id,
-                owner=job.owner,
-                error=error,
-                now=now,
-                policy=self.policy,
-                deadline_at=removal.deadline_at,
-            )
+        failure = self.record_failure(
+            job, job_id=removal.id, error=error, now=now, deadline_at=removal.deadline_at
+        )
         if failure is None:
             return "lost"
         context = {
