@@ -60,9 +60,10 @@ def create_db_engine(url: str) -> Engine:
     return dialect_for_url(url).create_engine(url, json_deserializer=JSON_LOADS)
 
 
-def writer(engine: Engine) -> Engine:
-    """The same engine, but transactions that will write take SQLite's write lock first."""
-    return dialect_of(engine).writer(engine)
+def writer(engine: Engine, *, background: bool = False) -> Engine:
+    """The same engine, but transactions that will write take SQLite's write lock first
+    (`background`: a worker's, which takes turns with the API's writers)."""
+    return dialect_of(engine).writer(engine, background=background)
 
 
 def new_session(engine: Engine) -> Session:

@@ -8,7 +8,8 @@ row per article is due at once. What such a request leaves in the database, and 
 module writes in bulk with SQLAlchemy Core:
 
 - a `takedowns` row, `queued`, with `confirmation_hash` (the SHA-256 of the code) and
-  `email_confirmed_at` set, run_at = the confirmation;
+  `email_confirmed_at` set, run_at = the confirmation, and `blocked_at` = the confirmation
+  (its blocks took effect then);
 - one target row per article (`source_url`, with its `match_key`), `pending`;
 - one URL block per article, its value the matching key (`app.articles.urls.match_key`);
 - the audit rows `filed`, `email_confirmed`, `queued` and one `blocked` per block;
@@ -155,6 +156,7 @@ def queue_verified_takedowns(
                     "received_at": received_at,
                     "due_at": due_at,
                     "run_at": now,
+                    "blocked_at": now,
                 }
             )
             events.append(

@@ -97,6 +97,20 @@ class JobQueue:
             self.c.lease_owner == owner,
         )
 
+    def _due(self, now: datetime, where: Sequence[ColumnElement[bool]]) -> Any:
+        return select(self.c.id).where(
+            self.c.status == JobStatus.queued.value,
+            self.c.run_at.is_not(None),
+            self.c.run_at <= now,
+            *where,
+        )
+
+    def has_due(
+        self, *, session: Session, now: datetime, where: Sequence[ColumnElement[bool]] = ()
+    ) -> bool:
+        """Whether a row (among those `where` allows) is due: a read, no lock taken."""
+        return session.execute(self._due(now, where).limit(1)).first() is not None
+
     def claim(
         self,
         *,
@@ -113,13 +127,7 @@ class JobQueue:
         `owner`, counting a try for each; `returning` their id and these columns, sorted by
         `sort` (by id without one)."""
         due = (
-            select(self.c.id)
-            .where(
-                self.c.status == JobStatus.queued.value,
-                self.c.run_at.is_not(None),
-                self.c.run_at <= now,
-                *where,
-            )
+            self._due(now, where)
             .order_by(*self.order_by)
             .limit(limit)
             .with_for_update(skip_locked=True, of=self.table)

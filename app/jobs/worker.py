@@ -9,11 +9,14 @@ the interval, or a stop.
 """
 
 import logging
+import math
 import os
 import socket
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -29,7 +32,7 @@ from app.db import new_session, writer
 from app.errors import ProblemError
 from app.jobs.models import JobStatus
 from app.jobs.queue import Failure, JobQueue, RetryPolicy
-from app.jobs.wakeups import SIGNALS, StopSignal, WakeSignals
+from app.jobs.wakeups import SIGNALS, StopSignal, WakeSignals, WakeUp
 
 logger = logging.getLogger("byline.jobs")
 
@@ -75,6 +78,15 @@ class TickResult:
         return counts
 
 
+@contextmanager
+def background_transaction(engine: Engine) -> Iterator[Session]:
+    """A write transaction of background work: committed at the end of the block, rolled
+    back on error. On SQLite it waits in background work's own line for the write lock,
+    served in turn with the API's writers (`WriterQueue`)."""
+    with new_session(writer(engine, background=True)) as session, session.begin():
+        yield session
+
+
 @dataclass
 class JobRun:
     """What a handler running a claimed batch needs from its worker."""
@@ -86,6 +98,10 @@ class JobRun:
     stop: threading.Event
     moment: Callable[[], datetime]
     result: TickResult
+    claimed_at: datetime | None = None  # when the batch in hand was claimed
+
+    def transaction(self) -> AbstractContextManager[Session]:
+        return background_transaction(self.engine)
 
     def count(self, outcome: str, n: int = 1) -> None:
         """A row ran and came to `outcome`."""
@@ -125,6 +141,10 @@ class JobHandler:
         """A query of what a claimed row carries beyond its own table (joins); None."""
         return None
 
+    def has_due(self, *, session: Session, now: datetime) -> bool:
+        """Whether a row could be claimed now (a read, before the claim's write)."""
+        return self.queue.has_due(session=session, now=now, where=self.claimable(now))
+
     def claim(
         self, *, session: Session, owner: str, now: datetime, limit: int, lease: timedelta
     ) -> Sequence[Any]:
@@ -153,7 +173,7 @@ class JobHandler:
     ) -> bool:
         """Renew the lease on one row before acting on it, in a transaction of its own (with
         `values` too); False when the worker no longer holds it."""
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             return bool(
                 self.queue.renew(
                     session=session,
@@ -165,10 +185,16 @@ class JobHandler:
                 )
             )
 
+    def still_held(self, job: "JobRun", job_id: int, now: datetime) -> bool:
+        """Before acting on one row of a batch: its lease is fresh (less than half of it gone
+        since the claim), or renewed now; False when the worker no longer holds it."""
+        fresh = job.claimed_at is not None and now < job.claimed_at + job.lease / 2
+        return fresh or self.hold(job, job_id, now)
+
     def finish_one(self, job: "JobRun", job_id: int, now: datetime, **options: Any) -> bool:
         """End one row in a transaction of its own (`options` go to `JobQueue.finish`);
         False when the worker no longer holds it."""
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             return bool(
                 self.queue.finish(
                     session=session, ids=[job_id], owner=job.owner, now=now, **options
@@ -177,7 +203,7 @@ class JobHandler:
 
     def give_back(self, job: "JobRun", ids: Sequence[int]) -> None:
         """Release rows claimed but not run (the worker is stopping, or cannot run them now)."""
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             job.note("released", self.queue.release(session=session, ids=ids, owner=job.owner))
 
     def record_failure(
@@ -185,7 +211,7 @@ class JobHandler:
     ) -> Failure | None:
         """A failed try, in a transaction of its own: backoff or failed for good, by the
         kind's policy (`options` go to `JobQueue.fail`)."""
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             return self.queue.fail(
                 session=session,
                 job_id=job_id,
@@ -312,7 +338,7 @@ class Worker:
         self.sweeps = list(sweeps)
         self.counters = counters
         self.signals = signals
-        self.wake_up = threading.Event()
+        self.wake_up = WakeUp(handler.kind for handler in self.handlers)
         self.waiting = threading.Event()  # set while idle between ticks (tests wait on it)
 
     @property
@@ -320,28 +346,39 @@ class Worker:
         return [handler.kind for handler in self.handlers]
 
     def run_once(
-        self, now: datetime | None = None, stop: threading.Event | None = None
+        self,
+        now: datetime | None = None,
+        stop: threading.Event | None = None,
+        *,
+        housekeeping: bool = True,
     ) -> TickResult:
-        """One tick at `now` (default: the clock, read afresh at each step)."""
+        """One tick at `now` (default: the clock, read afresh at each step); without
+        `housekeeping`, only due rows are claimed (no recovery of expired leases, no
+        sweeps)."""
         moment: Callable[[], datetime] = (lambda: now) if now is not None else self.clock.now
         stop = stop or threading.Event()
         result = TickResult()
-        for handler in self.handlers:
-            with new_session(writer(self.engine)) as session, session.begin():
-                recovered = handler.recover(session=session, now=moment())
-            result.recovered[handler.kind] += recovered.total()
-            for outcome, n in recovered.items():
-                if outcome != "requeued":
-                    result.count(handler.kind, outcome, n)
-        for sweep in self.sweeps:
-            with new_session(writer(self.engine)) as session, session.begin():
-                result.swept[sweep.name] += sweep.run(session, moment())
+        if housekeeping:
+            self._housekeep(moment, result)
         for handler in self.handlers:
             self._drain(handler, moment, stop, result)
             handler.after_tick(engine=self.engine, now=moment())
         if self.counters is not None:
             self.counters.count(result)
         return result
+
+    def _housekeep(self, moment: Callable[[], datetime], result: TickResult) -> None:
+        """Take back rows whose worker died, then run the sweeps."""
+        for handler in self.handlers:
+            with background_transaction(self.engine) as session:
+                recovered = handler.recover(session=session, now=moment())
+            result.recovered[handler.kind] += recovered.total()
+            for outcome, n in recovered.items():
+                if outcome != "requeued":
+                    result.count(handler.kind, outcome, n)
+        for sweep in self.sweeps:
+            with background_transaction(self.engine) as session:
+                result.swept[sweep.name] += sweep.run(session, moment())
 
     def _drain(
         self,
@@ -361,9 +398,19 @@ class Worker:
         )
         limit = handler.batch_size or self.batch_size
         while not stop.is_set():
-            with new_session(writer(self.engine)) as session, session.begin():
+            job.claimed_at = moment()
+            # A read first: a claim is a write transaction, which on SQLite waits its turn
+            # for the only write lock, and most wake-ups of a busy system find little due.
+            with new_session(self.engine) as session:
+                if not handler.has_due(session=session, now=job.claimed_at):
+                    return
+            with background_transaction(self.engine) as session:
                 batch = handler.claim(
-                    session=session, owner=self.owner, now=moment(), limit=limit, lease=self.lease
+                    session=session,
+                    owner=self.owner,
+                    now=job.claimed_at,
+                    limit=limit,
+                    lease=self.lease,
                 )
             if not batch:
                 return
@@ -377,13 +424,20 @@ class Worker:
         """Tick until `stop` is set; a tick that fails (database down) is logged and the
         worker tries again after its interval."""
         logger.info("worker started", extra={"owner": self.owner, "kinds": self.kinds})
-        self.signals.subscribe(self.kinds, self.wake_up)
+        self.signals.subscribe(self.wake_up)
+        housekept_at = -math.inf
         try:
             while not stop.is_set():
                 # Cleared before the tick: work made due during it wakes the next one.
                 self.wake_up.clear()
+                # A tick woken by due work claims it at once; recovery and sweeps, which
+                # only time moves on, run at most once an interval (woken by every commit
+                # of a busy system, they were most of a worker's ticks).
+                housekeeping = time.monotonic() - housekept_at >= self.interval
+                if housekeeping:
+                    housekept_at = time.monotonic()
                 try:
-                    result = self.run_once(stop=stop)
+                    result = self.run_once(stop=stop, housekeeping=housekeeping)
                 except Exception as exc:
                     logger.error("worker tick failed: %s", describe_error(exc))
                     self.wake_up.wait(self.interval)

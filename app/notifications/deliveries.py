@@ -22,7 +22,6 @@ from sqlalchemy import ColumnElement, Select, exists, func, or_, select, update
 from sqlmodel import Session
 
 from app.config import Settings
-from app.db import new_session, writer
 from app.jobs.models import OPEN_STATUSES
 from app.jobs.queue import LAST_ERROR_MAX_CHARS, JobQueue, RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
@@ -134,8 +133,7 @@ class WebhookHandler(JobHandler):
 
     def deliver(self, delivery: ClaimedDelivery, now: datetime, job: JobRun) -> str:
         """Send one claimed delivery; the outcome's name."""
-        held = self.hold(job, delivery.id, now, values={"last_attempt_at": now})
-        if not held:
+        if not self.still_held(job, delivery.id, now):
             return "lost"
         body = event_body(
             uid=delivery.event_uid,
@@ -163,13 +161,13 @@ class WebhookHandler(JobHandler):
         return self._failed(delivery, now, code, error, job)
 
     def _delivered(self, delivery: ClaimedDelivery, now: datetime, code: int, job: JobRun) -> str:
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             delivered = DELIVERIES.finish(
                 session=session,
                 ids=[delivery.id],
                 owner=job.owner,
                 now=now,
-                values={"last_status_code": code, "last_error": None},
+                values={"last_status_code": code, "last_error": None, "last_attempt_at": now},
             )
             if delivered:
                 session.execute(
@@ -187,7 +185,7 @@ class WebhookHandler(JobHandler):
     def _failed(
         self, delivery: ClaimedDelivery, now: datetime, code: int | None, error: str, job: JobRun
     ) -> str:
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             failure = DELIVERIES.fail(
                 session=session,
                 job_id=delivery.id,
@@ -195,7 +193,7 @@ class WebhookHandler(JobHandler):
                 error=error,
                 now=now,
                 policy=self.policy,
-                values={"last_status_code": code},
+                values={"last_status_code": code, "last_attempt_at": now},
             )
             disabled = failure is not None and self._count_endpoint_failure(
                 session, delivery.endpoint_id, now, error

@@ -133,8 +133,7 @@ class EmailHandler(JobHandler):
 
     def send(self, email: ClaimedEmail, now: datetime, job: JobRun) -> str:
         """Send one claimed e-mail and record the outcome (see the module's docstring)."""
-        held = self.hold(job, email.id, now)
-        if not held:
+        if not self.still_held(job, email.id, now):
             return "lost"
         handed_over = False
 

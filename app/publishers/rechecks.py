@@ -21,7 +21,6 @@ from sqlmodel import Session
 
 from app.auth import revoke_api_key
 from app.config import Settings
-from app.db import new_session, writer
 from app.jobs.queue import JobQueue, RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
 from app.notifications.models import EmailKind
@@ -96,7 +95,7 @@ class RecheckHandler(JobHandler):
             answer = self.lookup(record_name(recheck.domain))
             now = job.moment()
             try:
-                with new_session(writer(job.engine)) as session, session.begin():
+                with job.transaction() as session:
                     outcome = self.record(session, recheck, answer, now, job.owner)
             except Exception as exc:
                 outcome = self._fail(recheck, exc, now, job)

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, Row
 from sqlmodel import Session
 
-from app.db import new_session, writer
+from app.db import new_session
 from app.jobs.models import JobStatus
 from app.jobs.queue import RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
@@ -128,7 +128,7 @@ class RemovalHandler(JobHandler):
     ) -> list[ClaimedRemoval]:
         """Extend the lease on the batch's rows not done yet (a slow batch must not be taken
         over while it runs); rows already lost are dropped."""
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             held = REMOVALS.renew(
                 session=session, ids=[r.id for r in rest], owner=job.owner, now=now, lease=job.lease
             )
@@ -171,7 +171,7 @@ class RemovalHandler(JobHandler):
         and complete each takedown whose last row this was."""
         outcomes: dict[int, str] = {}
         completed: list[str] = []
-        with new_session(writer(job.engine)) as session, session.begin():
+        with job.transaction() as session:
             held = REMOVALS.finish(
                 session=session, ids=[r.id for r in removals], owner=job.owner, now=now
             )

@@ -127,3 +127,26 @@ def test_a_listener_whose_connection_is_cut_reconnects_and_wakes_again(
     _notify_from_another_process(engine, QUEUE.kind)
     assert handler.ran_event.wait(WAKE_BOUND_SECONDS)
     assert job_id in handler.ran
+
+
+@postgresql_only
+def test_a_notify_is_sent_only_where_no_worker_of_this_process_runs_the_kind(
+    engine: Engine,
+) -> None:
+    url = make_url(str(engine.url.render_as_string(hide_password=False)))
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    local = wakeups.WakeUp(["served-here"])
+    with psycopg.connect(conninfo, autocommit=True) as listener:
+        listener.execute(f"LISTEN {wakeups.CHANNEL}")
+        wakeups.SIGNALS.subscribe(local)
+        try:
+            with new_session(writer(engine)) as session, session.begin():
+                wakeups.wake(session, "served-here")
+        finally:
+            wakeups.SIGNALS.unsubscribe(local)
+        assert local.is_set()  # woken in-process, with no NOTIFY: commits stay concurrent
+        with new_session(writer(engine)) as session, session.begin():
+            wakeups.wake(session, "served-elsewhere")
+        # Notifications arrive in commit order: the first one here is the second commit's.
+        first = next(listener.notifies(timeout=WAKE_BOUND_SECONDS))
+    assert first.payload == "served-elsewhere"
