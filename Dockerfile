@@ -1,4 +1,4 @@
-# byline API (and, by default, its embedded removal scheduler).
+# byline API (and, by default, its embedded background workers: removals, e-mail, webhooks).
 FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -3,9 +3,9 @@ and the SMTP transport that hands it over.
 
 The transport tells its caller when the point of no return comes (`before_data`: just before
 the message itself is sent, after the server accepted the sender and the recipient), so the
-outbox can record it: a runner that dies before then has sent nothing and the e-mail is sent
+outbox can record it: a worker that dies before then has sent nothing and the e-mail is sent
 again; one that dies after may have sent it, and the e-mail is never sent again (see
-`app/notifications/delivery.py`)."""
+`app/notifications/emails.py`)."""
 
 import logging
 import os
@@ -156,7 +156,7 @@ class SmtpRefused(Exception):
 
 
 class HandOverAborted(Exception):
-    """`before_data` said no (the runner lost its lease): nothing was sent."""
+    """`before_data` said no (the worker lost its lease): nothing was sent."""
 
 
 class Mailer(Protocol):

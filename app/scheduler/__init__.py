@@ -1,1 +1,2 @@
-"""The removal queue and the runner that drains it within the 24-hour promise."""
+"""The removal queue and its handler, which carries removals out within the 24-hour promise
+(on the jobs mechanism of app/jobs/)."""

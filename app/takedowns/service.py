@@ -262,11 +262,11 @@ def carry_out_removals(
 ) -> dict[str, set[int]]:
     """Remove requests' articles (in the scheduler's transaction), {takedown id: article
     ids}; the ids removed now by request, the others were removed already. Every request
-    is locked first, in the order given, and only then are articles touched: a runner never
-    waits for a request while holding a publisher's row, so runners sharing requests and
+    is locked first, in the order given, and only then are articles touched: a worker never
+    waits for a request while holding a publisher's row, so workers sharing requests and
     publishers cannot deadlock. One target update and one batch of audit rows per request.
-    `RemovalRefused` when a request no longer allows removal (withdrawn, rejected, escalated and not
-    approved)."""
+    `RemovalRefused` when a request no longer allows removal (withdrawn, rejected,
+    escalated and not approved)."""
     for takedown_id in removals:
         _lock_for_removal(session, takedown_id, now)
     removed = articles.remove_articles(session=session, removals=removals, now=now)
