@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Table, and_, case, func, literal, select, update
+from sqlalchemy import ColumnElement, Row, Table, and_, case, func, literal, or_, select, update
 from sqlmodel import Session
 
 from app.errors import Conflict, NotFound
@@ -63,9 +63,7 @@ class RetryPolicy:
             conditions.append(attempts >= self.max_attempts)
         if self.give_up_after is not None:
             conditions.append(created_at <= now - self.give_up_after)
-        if not conditions:
-            return literal(False)
-        return conditions[0] if len(conditions) == 1 else conditions[0] | conditions[1]
+        return or_(*conditions) if conditions else literal(False)
 
 
 @dataclass(frozen=True)

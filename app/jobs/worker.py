@@ -31,8 +31,8 @@ from app.clock import Clock
 from app.db import new_session, writer
 from app.errors import ProblemError
 from app.jobs.models import JobStatus
-from app.jobs.queue import Failure, JobQueue, RetryPolicy
-from app.jobs.wakeups import SIGNALS, StopSignal, WakeSignals, WakeUp
+from app.jobs.queue import LAST_ERROR_MAX_CHARS, Failure, JobQueue, RetryPolicy
+from app.jobs.wakeups import SIGNALS, NotificationListener, StopSignal, WakeSignals, WakeUp
 
 logger = logging.getLogger("byline.jobs")
 
@@ -261,8 +261,8 @@ class JobHandler:
 
 @dataclass(frozen=True)
 class Sweep:
-    """A rule the clock moves on, run in its own transaction at every tick; returns how
-    many things it moved."""
+    """A rule the clock moves on, run in its own transaction with the worker's housekeeping
+    (at most once an interval); returns how many things it moved."""
 
     name: str
     run: Callable[[Session, datetime], int]
@@ -307,7 +307,7 @@ def describe_error(exc: BaseException) -> str:
         message = f"{type(exc).__name__} {exc.status}: {exc.detail}"
     else:
         message = f"{type(exc).__name__}: {exc}"
-    return " ".join(message.split())[:500]
+    return " ".join(message.split())[:LAST_ERROR_MAX_CHARS]
 
 
 class Worker:
@@ -470,7 +470,9 @@ class BackgroundWorkers:
     """Workers' `run_forever` on threads of this process, with one stop that waits for the
     rows in hand; on PostgreSQL with the listener that wakes them."""
 
-    def __init__(self, workers: Sequence[Worker], listeners: Sequence[Any] = ()) -> None:
+    def __init__(
+        self, workers: Sequence[Worker], listeners: Sequence[NotificationListener] = ()
+    ) -> None:
         self.workers = list(workers)
         self.listeners = list(listeners)
         self.stop_event = StopSignal()
