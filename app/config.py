@@ -169,6 +169,17 @@ class Settings(BaseSettings):
     # Deliveries are retried (with backoff) for this long; an endpoint that has failed for
     # this long without one success is disabled.
     notification_retry_window: timedelta = timedelta(hours=24)
+    # Feeds and webhooks may reach loopback, private, link-local and other internal addresses
+    # (intranet feeds, tests). Off, such URLs are refused when registered and at every
+    # connection, on the address actually connected to.
+    allow_private_networks: bool = False
+    # A feed's body is cut off past this many bytes (counted while it streams in).
+    feeds_max_bytes: int = Field(default=15 * 1024 * 1024, gt=0)
+    # The shortest interval between two fetches of a feed (ISO 8601 duration, e.g. PT5M).
+    feeds_min_interval: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    feeds_timeout_seconds: float = Field(default=20.0, gt=0, le=120)
+    # Fetches in flight to one host at a time, per worker.
+    feeds_per_host: int = Field(default=2, ge=1, le=32)
 
     @field_validator("database_url")
     @classmethod

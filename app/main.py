@@ -16,6 +16,8 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.db import create_db_engine
 from app.errors import install_error_handlers
+from app.feeds import out as feeds_out
+from app.feeds import routes as feeds
 from app.inputs import RefuseNulCharacters
 from app.jobs.worker import BackgroundWorkers, JobCounters, Worker
 from app.limits import BodySizeLimit
@@ -105,7 +107,9 @@ def create_app(
     install_error_handlers(app)
     # Routes are matched in order: the article reads, what frontends request most, first.
     articles.add_reads_by_key(app.router)
+    app.include_router(feeds_out.router)
     app.include_router(articles.router)
+    app.include_router(feeds.router)
     app.include_router(health.router)
     app.include_router(auth_routes.router)
     app.include_router(removals.router)
