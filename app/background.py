@@ -1,10 +1,12 @@
 """The background work of a process, assembled: each kind of job registers its handler with
 the one jobs mechanism here, for `byline serve` (embedded) and `byline worker` alike.
 
-Two lanes of workers, so that a slow mail server or webhook receiver never holds a removal
-back: removal workers (any number; they also run the takedowns' sweeps), and one worker for
-what talks to the outside world (webhooks first, since `article.removed` is what keeps
-removed content from being served, then e-mails, then the publishers' DNS re-checks).
+Three lanes of workers, so that a slow mail server, webhook receiver or feed host never
+holds a removal back: removal workers (any number; they also run the takedowns' sweeps), one
+worker for what talks to the outside world on our behalf (webhooks first, since
+`article.removed` is what keeps removed content from being served, then e-mails, then the
+publishers' DNS re-checks), and one for publishers' feeds (a batch waits on the slowest of
+its hosts, up to the fetch timeout).
 """
 
 from collections.abc import Sequence
@@ -16,6 +18,7 @@ from sqlmodel import Session
 
 from app.clock import Clock
 from app.config import Settings
+from app.feeds.polls import FeedHandler
 from app.jobs.wakeups import listeners_for
 from app.jobs.worker import (
     BackgroundWorkers,
@@ -112,7 +115,7 @@ def workers(
     counters: JobCounters | None = None,
     pause_after_removal: float = 0.0,
 ) -> list[Worker]:
-    """The removal workers, then the worker for the outside world."""
+    """The removal workers, then the worker for the outside world, then the feeds'."""
     removals = removal_handler(settings, pause_after_removal=pause_after_removal)
     sweeps = takedown_sweeps(settings)
     return [
@@ -134,6 +137,14 @@ def workers(
             clock=clock,
             handlers=outside_world_handlers(settings),
             name=f"{name}-notifications",
+            counters=counters,
+        ),
+        worker(
+            engine=engine,
+            settings=settings,
+            clock=clock,
+            handlers=[FeedHandler(settings=settings)],
+            name=f"{name}-feeds",
             counters=counters,
         ),
     ]

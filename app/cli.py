@@ -1,4 +1,4 @@
-"""The `byline` command: serve, migrate, keys (and worker, for the removal queue)."""
+"""The `byline` command: serve, migrate, keys, feeds (and worker, for background work)."""
 
 import signal
 from collections import Counter
@@ -18,6 +18,9 @@ from app.auth import Scope, create_api_key, list_api_keys, revoke_api_key
 from app.clock import SystemClock
 from app.config import settings_or_exit
 from app.db import create_db_engine, new_session, writer
+from app.errors import ProblemError
+from app.feeds import service as feeds
+from app.feeds.models import FeedState
 from app.jobs.wakeups import StopSignal
 from app.jobs.worker import JobCounters
 from app.migrate import current_revision, head_revision, upgrade_to_head
@@ -38,6 +41,9 @@ cli = typer.Typer(
 )
 keys = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 cli.add_typer(keys, name="keys")
+feeds_cli = typer.Typer(no_args_is_help=True, help="Subscribe to publishers' feeds, list them.")
+cli.add_typer(feeds_cli, name="feeds")
+CLI_ACTOR = "cli"
 
 
 def migrated_engine() -> Engine:
@@ -240,6 +246,90 @@ def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id.")]) ->
     with new_session(writer(engine)) as session, session.begin():
         revoke_api_key(session=session, key_id=key_id, now=SystemClock().now())
     typer.echo(f"key {key_id} revoked")
+
+
+@feeds_cli.command("add")
+def feeds_add(
+    url: Annotated[str, typer.Argument(help="The feed's absolute http(s) URL.")],
+    publisher: Annotated[
+        str | None, typer.Option(help="Credited on its articles (default: the feed's title).")
+    ] = None,
+) -> None:
+    """Subscribe to a feed; the running service fetches it at once."""
+    settings = settings_or_exit()
+    engine = migrated_engine()
+    try:
+        with new_session(writer(engine)) as session, session.begin():
+            _feed_url(url)
+            feed = feeds.subscribe(
+                session=session,
+                url=url,
+                publisher_name=publisher,
+                publisher_url=None,
+                language=None,
+                tags=(),
+                actor=CLI_ACTOR,
+                now=SystemClock().now(),
+                allow_private=settings.allow_private_networks,
+            )
+            feed_id = feed.id
+    except ProblemError as exc:
+        typer.echo(f"byline: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"feed {feed_id} added: {url}")
+
+
+def _feed_url(url: str) -> None:
+    try:
+        feeds.FEED_URL.validate_python(url)
+    except ValidationError as exc:
+        message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+        typer.echo(f"byline: URL {message}", err=True)
+        raise typer.Exit(2) from None
+
+
+@feeds_cli.command("list")
+def feeds_list(
+    status: Annotated[FeedState | None, typer.Option(help="Only active, paused or gone.")] = None,
+) -> None:
+    """List feeds (id, status, next fetch, last status, errors in a row, URL)."""
+    engine = migrated_engine()
+    after_id = None
+    with new_session(engine) as session:
+        while page := feeds.list_feeds(session=session, state=status, after_id=after_id, limit=500):
+            for feed in page:
+                next_fetch = feed.run_at.isoformat() if feed.run_at else "-"
+                typer.echo(
+                    f"{feed.id}\t{feed.state}\t{next_fetch}\t{feed.last_status or '-'}\t"
+                    f"errors: {feed.consecutive_errors}\t{feed.url}"
+                )
+            after_id = page[-1].id
+
+
+@feeds_cli.command("import")
+def feeds_import(
+    path: Annotated[
+        typer.FileBinaryRead, typer.Argument(help="An OPML file (a feed reader's export).")
+    ],
+) -> None:
+    """Subscribe to every feed of an OPML file; one line per feed: created, exists or invalid."""
+    settings = settings_or_exit()
+    engine = migrated_engine()
+    try:
+        with new_session(writer(engine)) as session, session.begin():
+            items = feeds.import_opml(
+                session=session,
+                document=path.read(),
+                actor=CLI_ACTOR,
+                now=SystemClock().now(),
+                allow_private=settings.allow_private_networks,
+            )
+    except ProblemError as exc:
+        typer.echo(f"byline: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+    for item in items:
+        why = "; ".join(e.message for e in item.errors or [])
+        typer.echo(f"{item.status}\t{item.id or '-'}\t{item.url}" + (f"\t{why}" if why else ""))
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from app.articles.models import (
     Publisher,
 )
 from app.auth import ApiKey
+from app.feeds.models import Feed
 from app.notifications.models import ClaimantEmail, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.publishers.models import PublisherVerification
 from app.scheduler.models import RemovalJob
@@ -26,6 +27,7 @@ __all__ = [
     "AuditEvent",
     "Block",
     "ClaimantEmail",
+    "Feed",
     "Publisher",
     "PublisherVerification",
     "RateLimitCounter",

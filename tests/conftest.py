@@ -88,6 +88,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         public_base_url="https://news.example",
         cors_origins="https://front.example",
         mail_dir=tmp_path / "mail",
+        # The test peers (webhook receivers, feeds) listen on 127.0.0.1.
+        allow_private_networks=True,
     )
 
 

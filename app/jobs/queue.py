@@ -87,7 +87,7 @@ class JobQueue:
     def c(self) -> Any:
         return self.table.c
 
-    def _held(self, ids: Collection[int], owner: str) -> Any:
+    def held(self, ids: Collection[int], owner: str) -> Any:
         """The rows among `ids` that `owner` still holds."""
         return and_(
             self.c.id.in_(list(ids)),
@@ -160,7 +160,7 @@ class JobQueue:
             return set()
         renewed = session.scalars(
             update(self.table)
-            .where(self._held(ids, owner))
+            .where(self.held(ids, owner))
             .values(lease_expires_at=now + lease, **(values or {}))
             .returning(self.c.id)
         )
@@ -173,7 +173,7 @@ class JobQueue:
             return 0
         result = session.execute(
             update(self.table)
-            .where(self._held(ids, owner))
+            .where(self.held(ids, owner))
             .values(
                 status=JobStatus.queued.value,
                 lease_owner=None,
@@ -209,20 +209,27 @@ class JobQueue:
         if note is not None:
             changes["last_error"] = note[:LAST_ERROR_MAX_CHARS]
         finished = session.scalars(
-            update(self.table).where(self._held(ids, owner)).values(changes).returning(self.c.id)
+            update(self.table).where(self.held(ids, owner)).values(changes).returning(self.c.id)
         )
         return set(finished)
 
     def reschedule(
-        self, *, session: Session, ids: Collection[int], owner: str, run_at: datetime
+        self,
+        *,
+        session: Session,
+        ids: Collection[int],
+        owner: str,
+        run_at: datetime,
+        values: dict[str, Any] | None = None,
     ) -> set[int]:
-        """Queue rows `owner` holds again for `run_at` (recurring work, its run a success):
-        their tries start afresh. The ids queued again; a row missing was lost."""
+        """Queue rows `owner` holds again for `run_at` (recurring work, its run a success),
+        writing `values` too: their tries start afresh. The ids queued again; a row missing
+        was lost."""
         if not ids:
             return set()
         queued = session.scalars(
             update(self.table)
-            .where(self._held(ids, owner))
+            .where(self.held(ids, owner))
             .values(
                 status=JobStatus.queued.value,
                 run_at=run_at,
@@ -230,6 +237,7 @@ class JobQueue:
                 last_error=None,
                 lease_owner=None,
                 lease_expires_at=None,
+                **(values or {}),
             )
             .returning(self.c.id)
         )
@@ -253,7 +261,7 @@ class JobQueue:
         holds the row."""
         row = session.execute(
             select(self.c.attempts, self.c.created_at)
-            .where(self._held([job_id], owner))
+            .where(self.held([job_id], owner))
             .with_for_update()
         ).first()
         if row is None:

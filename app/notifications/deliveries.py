@@ -27,6 +27,7 @@ from app.jobs.queue import LAST_ERROR_MAX_CHARS, JobQueue, RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
 from app.notifications.outbox import EP, EV, WEBHOOK_KIND, D
 from app.notifications.webhooks import delivery_headers, event_body, post_event
+from app.outbound import AddressRefused, guarded_transport
 
 logger = logging.getLogger("byline.notifications")
 
@@ -61,11 +62,16 @@ class WebhookHandler(JobHandler):
     @property
     def http(self) -> httpx.Client:
         """The HTTP client of deliveries, made on first use (loading the CA certificates
-        takes a while, and many ticks deliver nothing)."""
+        takes a while, and many ticks deliver nothing). It connects to public addresses
+        only, unless private networks are allowed (app/outbound.py); a client given to the
+        handler is used as it is."""
         if self._http is None:
             self._http = httpx.Client(
+                transport=guarded_transport(allow_private=self.settings.allow_private_networks),
                 timeout=httpx.Timeout(self.settings.webhook_timeout_seconds),
                 follow_redirects=False,
+                # No proxy from the environment: it would connect in our place, past the guard.
+                trust_env=False,
             )
         return self._http
 
@@ -152,6 +158,8 @@ class WebhookHandler(JobHandler):
         code: int | None = None
         try:
             code = post_event(self.http, delivery.url, body, headers)
+        except AddressRefused as exc:
+            error = str(exc)  # the one fixed message: nothing about what listens there
         except httpx.HTTPError as exc:
             error = describe_error(exc)
         else:

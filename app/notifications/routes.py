@@ -37,13 +37,15 @@ _CURSOR_KEY = b"byline-webhook-deliveries-cursor-v1"
 def create_webhook(
     body: WebhookEndpointIn, request: Request, session: WriteSessionDep, principal: AdminKey
 ) -> WebhookEndpointCreated:
-    """Register an endpoint; the signing secret is in this answer only."""
+    """Register an endpoint at a public address (any address with
+    BYLINE_ALLOW_PRIVATE_NETWORKS); the signing secret is in this answer only."""
     endpoint, secret = webhooks.create_endpoint(
         session=session,
         url=body.url,
         events=body.events,
         actor=principal.name,
         now=request.app.state.clock.now(),
+        allow_private=request.app.state.settings.allow_private_networks,
     )
     public = WebhookEndpointPublic.of(endpoint, pending=0)
     return WebhookEndpointCreated(**public.model_dump(), secret=secret)

@@ -20,7 +20,10 @@ class WebhookEndpointIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: HttpUrl = Field(description="An absolute http:// or https:// URL, without credentials.")
+    url: HttpUrl = Field(
+        description="An absolute http:// or https:// URL, without credentials, whose host is "
+        "and resolves to public addresses only (unless BYLINE_ALLOW_PRIVATE_NETWORKS)."
+    )
     events: list[EventKind] = Field(min_length=1, max_length=20)
 
 

@@ -30,6 +30,13 @@ class Action(StrEnum):
     publisher_record_seen = "publisher_record_seen"
     publisher_lapsed = "publisher_lapsed"
     publisher_expired = "publisher_expired"  # checked after expires_at, never verified
+    feed_subscribed = "feed_subscribed"
+    feed_changed = "feed_changed"  # paused, resumed, publisher or tags changed by a key
+    feed_deleted = "feed_deleted"
+    feed_moved = "feed_moved"  # a permanent redirect: the stored URL follows it
+    feed_gone = "feed_gone"  # 410
+    feed_opted_out = "feed_opted_out"  # paused: its publisher's domain is blocked
+    feed_opt_out_lifted = "feed_opt_out_lifted"
 
 
 # Actors that are not an operator's key name.
@@ -52,6 +59,7 @@ def record(
     article_id: int | None = None,
     block_id: int | None = None,
     verification_id: str | None = None,
+    feed_id: int | None = None,
     reason: str | None = None,
 ) -> None:
     """Append one audit row."""
@@ -64,6 +72,7 @@ def record(
             article_id=article_id,
             block_id=block_id,
             verification_id=verification_id,
+            feed_id=feed_id,
             from_status=from_status,
             to_status=to_status,
             reason=reason,

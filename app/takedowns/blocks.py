@@ -53,6 +53,23 @@ def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str
     return found
 
 
+def find_domain_block(*, session: Session, hosts: Iterable[str]) -> Block | None:
+    """An active block of one of `hosts` or of a parent domain (a publisher that opted out)."""
+    domains = {d for host in hosts if host for d in domain_and_parents(host.removeprefix("www."))}
+    if not domains:
+        return None
+    return session.scalars(
+        select(Block)
+        .where(
+            col(Block.lifted_at).is_(None),
+            col(Block.kind) == "domain",
+            col(Block.value).in_(domains),
+        )
+        .order_by(col(Block.id))
+        .limit(1)
+    ).first()
+
+
 def add_block(
     *, session: Session, kind: str, value: str, takedown_id: str | None, now: datetime
 ) -> tuple[Block, bool]:

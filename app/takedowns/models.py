@@ -156,6 +156,7 @@ class AuditEvent(SQLModel, table=True):
     article_id: int | None = Field(default=None)
     block_id: int | None = Field(default=None)
     verification_id: str | None = Field(default=None, sa_type=String(36))
+    feed_id: int | None = Field(default=None)
     from_status: str | None = Field(default=None, sa_type=String(20))
     to_status: str | None = Field(default=None, sa_type=String(20))
     reason: str | None = Field(default=None, sa_type=Text)

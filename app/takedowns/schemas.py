@@ -417,6 +417,7 @@ class AuditEventPublic(BaseModel):
     article_id: int | None
     block_id: int | None
     verification_id: str | None
+    feed_id: int | None = None
     from_status: str | None
     to_status: str | None
     reason: str | None

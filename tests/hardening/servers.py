@@ -50,6 +50,8 @@ class Server:
             "BYLINE_SCHEDULER": "off",
             "BYLINE_PUBLIC_BASE_URL": "https://news.example",
             "BYLINE_LOG_LEVEL": "WARNING",
+            # Test peers (webhook receivers, feeds) listen on 127.0.0.1.
+            "BYLINE_ALLOW_PRIVATE_NETWORKS": "true",
             **env,
         }
         command = [sys.executable, "-m", "app", "serve", "--port", str(self.port)]

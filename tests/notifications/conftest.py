@@ -191,6 +191,7 @@ def settings(database_url: str, smtp_server: SmtpServer, tmp_path: Path) -> Sett
         smtp_from="byline <noreply@news.example>",
         webhook_timeout_seconds=5,
         scheduler_batch_size=50,
+        allow_private_networks=True,  # the receiver listens on 127.0.0.1
     )
 
 

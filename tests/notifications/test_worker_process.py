@@ -25,8 +25,13 @@ def start_worker(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Wo
     started: list[Worker] = []
 
     def start(*args: str, **env: str) -> Worker:
-        # No SMTP here: e-mails go to files in the test's directory, not the repository.
-        env = {"BYLINE_MAIL_DIR": str(tmp_path / "mail"), **env}
+        # No SMTP here: e-mails go to files in the test's directory, not the repository; the
+        # receiver listens on 127.0.0.1.
+        env = {
+            "BYLINE_MAIL_DIR": str(tmp_path / "mail"),
+            "BYLINE_ALLOW_PRIVATE_NETWORKS": "true",
+            **env,
+        }
         worker = Worker(database_url, tmp_path / f"worker-{len(started)}.log", *args, **env)
         started.append(worker)
         return worker
