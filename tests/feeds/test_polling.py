@@ -4,6 +4,7 @@ slow servers, malformed XML, entity bombs) and within publishers' reservations a
 
 import gzip
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,7 @@ from app.feeds.polls import FeedHandler
 from app.takedowns.blocks import add_block, lift_block
 from app.takedowns.models import AuditEvent
 from tests.feeds.conftest import Answer, Asked, FeedServer
-from tests.feeds.factories import ATOM, JSON_FEED, RSS, rss, rss_item, run_feeds
+from tests.feeds.factories import ATOM, JSON_FEED, RSS, feed_worker, rss, rss_item, run_feeds
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -694,3 +695,34 @@ def test_compressed_feeds_are_read(
     assert [
         f["counts"]["articles_created"] + f["counts"]["articles_unchanged"] for f in health
     ] == [2, 2]
+
+
+def test_workers_share_the_feeds_and_fetch_each_once(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    feed_server: FeedServer,
+) -> None:
+    """Four workers at once (`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on
+    SQLite): every feed fetched by exactly one, its articles stored once."""
+    for n in range(24):
+        feed_server.routes[f"/f/{n}"] = Answer(
+            200, rss([rss_item(n, host=feed_server.base)]), {"Content-Type": RSS}
+        )
+        subscribe(client, ingest_headers, feed_server.url(f"/f/{n}"))
+    workers = [
+        feed_worker(engine, settings, clock, FeedHandler(settings=settings)) for _ in range(4)
+    ]
+    for index, worker in enumerate(workers):
+        worker.owner = f"feeds-{index}"
+        for handler in worker.handlers:
+            assert isinstance(handler, FeedHandler)
+            handler.batch_size = 3  # several claims each, interleaved
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda worker: worker.run_once(), workers))
+
+    assert sum(result.of("feed")["fetched"] for result in results) == 24
+    assert all(len(feed_server.requests_to(f"/f/{n}")) == 1 for n in range(24))
+    assert len(articles(client)) == 24
