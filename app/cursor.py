@@ -4,7 +4,11 @@ checksum so that any tampered cursor is a 400, never a 500 or a silently wrong p
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from starlette.requests import Request
 
 from app.errors import ProblemError
 
@@ -67,3 +71,28 @@ def parse_int(part: str) -> int:
         return int(part)
     except ValueError:
         raise BadCursor() from None
+
+
+def page_url(request: Request, cursor: str | None, *, path: str | None = None) -> str:
+    """This request's list at `cursor` (None: its first page), every other parameter kept;
+    at `path` when given (the same list in another form), else at this request's path."""
+    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    if cursor is not None:
+        params["cursor"] = cursor
+    query = urlencode(params)
+    return f"{request.app.state.settings.public_base_url}{path or request.url.path}" + (
+        f"?{query}" if query else ""
+    )
+
+
+@dataclass(frozen=True)
+class NextPage:
+    """The page after this one: its cursor, and this request with that cursor."""
+
+    cursor: str
+    url: str
+
+    @property
+    def link(self) -> str:
+        """The Link header to it."""
+        return f'<{self.url}>; rel="next"'

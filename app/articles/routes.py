@@ -1,17 +1,17 @@
 """HTTP routes of the articles domain: thin, the rules live in service.py."""
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, get_type_hints
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
-from sqlalchemy import Engine, Row
+from sqlalchemy import Connection, Engine, Row
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
@@ -29,6 +29,7 @@ from app.articles.schemas import (
 )
 from app.articles.search import SearchWindow, search_articles
 from app.auth import IngestKey
+from app.cursor import NextPage, page_url
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
 
@@ -111,8 +112,10 @@ def _article_json(row: Row[Any], base: str) -> bytes:
     return to_json(_article_fields(row, base))
 
 
-def _etag(row: Row[Any]) -> str:
-    return f'"{row.content_hash[:24]}"'
+def etag_of(digest: str) -> str:
+    """The ETag of an answer, from a SHA-256 (hex) of what it shows: its first 24 digits.
+    An article's is its content hash; a feed's, the hash of its body."""
+    return f'"{digest[:24]}"'
 
 
 def _if_none_match(request: Request) -> str | None:
@@ -125,7 +128,8 @@ def _if_none_match(request: Request) -> str | None:
     return None
 
 
-def _not_modified(request: Request, etag: str) -> bool:
+def not_modified(request: Request, etag: str) -> bool:
+    """Whether the request's If-None-Match names `etag` (or `*`): answer 304."""
     header = _if_none_match(request)
     if not header:
         return False
@@ -163,8 +167,8 @@ _JSON_BYTES = JSON.encode("latin-1")
 
 
 def _cacheable(request: Request, row: Row[Any]) -> Response:
-    etag = _etag(row)
-    if _not_modified(request, etag):
+    etag = etag_of(row.content_hash)
+    if not_modified(request, etag):
         return _CacheableRead(etag, None)
     return _CacheableRead(etag, _article_json(row, _base(request)))
 
@@ -336,10 +340,18 @@ def ingest_batch(
     return BatchResult(items=results, counts=counts)
 
 
-@router.get("/articles", response_model=ArticlesPublic, responses=problem_responses(400, 422))
-async def list_articles(
-    request: Request,
-    response: Response,
+@dataclass(frozen=True)
+class ArticleListing:
+    """What a request for a page of articles asks: the filters, the search words, where the
+    page starts (the cursor's position) and how many rows it holds."""
+
+    filters: service.ArticleFilters
+    q: str | None
+    position: Position | None
+    limit: int
+
+
+async def article_listing(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     publisher: Annotated[str | None, Query(min_length=1, max_length=300)] = None,
@@ -351,8 +363,14 @@ async def list_articles(
     published_after: datetime | None = None,
     published_before: datetime | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-) -> ArticlesPublic:
-    """Articles newest first (or best match first with `q`), keyset-paged with `cursor`."""
+) -> ArticleListing:
+    """The query parameters of every list of articles (the JSON list and the feeds), read
+    once. Async: it waits for nothing, and a sync dependency would cost a threadpool hop."""
+    position = decode_cursor(cursor) if cursor else None
+    if position is not None and (position.rank is None) != (q is None):
+        raise BadCursor()  # a search cursor on a listing, or the reverse
+    if position is not None and q is None and position.window_start is not None:
+        raise BadCursor()
     filters = service.ArticleFilters(
         publisher=publisher,
         domain=domain,
@@ -361,20 +379,41 @@ async def list_articles(
         published_after=published_after,
         published_before=published_before,
     )
-    position = decode_cursor(cursor) if cursor else None
-    if position is not None and (position.rank is None) != (q is None):
-        raise BadCursor()  # a search cursor on a listing, or the reverse
-    if position is not None and q is None and position.window_start is not None:
-        raise BadCursor()
-    base = _base(request)
+    return ArticleListing(filters=filters, q=q, position=position, limit=limit)
+
+
+ArticleListingDep = Annotated[ArticleListing, Depends(article_listing)]
+
+
+@router.get("/articles", response_model=ArticlesPublic, responses=problem_responses(400, 422))
+async def list_articles(
+    request: Request, response: Response, listing: ArticleListingDep
+) -> ArticlesPublic:
+    """Articles newest first (or best match first with `q`), keyset-paged with `cursor`."""
     # One hop to the threadpool for the query and the conversion (a session dependency and
     # a sync route cost four, each a wait for the GIL under load).
     items, last = await run_in_threadpool(
-        article_page, request.app.state.engine, base, q, filters, position, limit
+        article_page,
+        request.app.state.engine,
+        _base(request),
+        listing.q,
+        listing.filters,
+        listing.position,
+        listing.limit,
     )
-    next_cursor = next_page(request, response, last=last, count=len(items), limit=limit)
+    next_cursor = next_page(request, response, last=last, count=len(items), limit=listing.limit)
     response.headers["Cache-Control"] = READ_CACHE_CONTROL
     return ArticlesPublic(items=items, next_cursor=next_cursor)
+
+
+def page_after(
+    request: Request, *, last: Position | None, count: int, limit: int
+) -> NextPage | None:
+    """The page after one of `count` rows that ended at `last`; None when it was the last."""
+    if last is None or count < limit:
+        return None
+    cursor = encode_cursor(last)
+    return NextPage(cursor=cursor, url=page_url(request, cursor))
 
 
 def next_page(
@@ -382,13 +421,50 @@ def next_page(
 ) -> str | None:
     """The cursor of the page after one of `count` rows that ended at `last` (None when it
     was the last page), and the Link header to it: this request with that cursor."""
-    if last is None or count < limit:
+    after = page_after(request, last=last, count=count, limit=limit)
+    if after is None:
         return None
-    next_cursor = encode_cursor(last)
-    params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-    query = urlencode({**params, "cursor": next_cursor})
-    response.headers["Link"] = f'<{_base(request)}{request.url.path}?{query}>; rel="next"'
-    return next_cursor
+    response.headers["Link"] = after.link
+    return after.cursor
+
+
+def page_rows(
+    connection: Connection,
+    *,
+    q: str | None,
+    filters: service.ArticleFilters,
+    position: Position | None,
+    limit: int,
+) -> tuple[list[Row[Any]], Position | None]:
+    """The summary rows of one page of the listing or of a search, and where it ended."""
+    if q is None:
+        after = (position.published_at, position.article_id) if position else None
+        rows = service.list_articles(session=connection, filters=filters, after=after, limit=limit)
+        return rows, (Position(rows[-1].published_at, rows[-1].id) if rows else None)
+    after_score, window = None, None
+    if position is not None and position.rank is not None:
+        after_score = (position.rank, position.article_id)
+        if position.window_start is not None:
+            window = SearchWindow(position.window_start, position.window_end)
+    matches = search_articles(
+        session=connection, q=q, filters=filters, after=after_score, window=window, limit=limit
+    )
+    if not matches:
+        return [], None
+    end = matches[-1]
+    last = Position(
+        end.row.published_at,
+        end.row.id,
+        end.score,
+        end.window.start if end.window else None,
+        end.window.end if end.window else None,
+    )
+    return [match.row for match in matches], last
+
+
+def article_summary(row: Row[Any], base: str) -> ArticleSummary:
+    """An article row as the lists show it, attribution and credit line included."""
+    return ArticleSummary.model_validate(_summary_fields(row, base))
 
 
 def article_page(
@@ -401,40 +477,9 @@ def article_page(
 ) -> tuple[list[ArticleSummary], Position | None]:
     """One page of the listing or of a search, and where it ended. A single statement: run
     on a connection, without a session."""
-    last = None
     with engine.connect() as connection:
-        if q is not None:
-            after_score, window = None, None
-            if position is not None and position.rank is not None:
-                after_score = (position.rank, position.article_id)
-                if position.window_start is not None:
-                    window = SearchWindow(position.window_start, position.window_end)
-            matches = search_articles(
-                session=connection,
-                q=q,
-                filters=filters,
-                after=after_score,
-                window=window,
-                limit=limit,
-            )
-            rows = [match.row for match in matches]
-            if matches:
-                end = matches[-1]
-                last = Position(
-                    end.row.published_at,
-                    end.row.id,
-                    end.score,
-                    end.window.start if end.window else None,
-                    end.window.end if end.window else None,
-                )
-        else:
-            after = (position.published_at, position.article_id) if position else None
-            rows = service.list_articles(
-                session=connection, filters=filters, after=after, limit=limit
-            )
-            if rows:
-                last = Position(rows[-1].published_at, rows[-1].id)
-    return [ArticleSummary.model_validate(_summary_fields(row, base)) for row in rows], last
+        rows, last = page_rows(connection, q=q, filters=filters, position=position, limit=limit)
+    return [article_summary(row, base) for row in rows], last
 
 
 @router.get("/publishers", response_model=PublishersPublic)

@@ -1,12 +1,11 @@
 """Subscriptions to publishers' feeds (scope `ingest` or `admin`)."""
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from app.auth import IngestKey
-from app.cursor import parse_int, seal, unseal
+from app.cursor import NextPage, page_url, parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.feeds import service
@@ -70,10 +69,7 @@ def list_feeds(
     feeds = service.list_feeds(session=session, state=status, after_id=after_id, limit=limit)
     next_cursor = seal(_CURSOR_KEY, str(feeds[-1].id)) if len(feeds) == limit else None
     if next_cursor:
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        query = urlencode({**params, "cursor": next_cursor})
-        base = request.app.state.settings.public_base_url
-        response.headers["Link"] = f'<{base}{request.url.path}?{query}>; rel="next"'
+        response.headers["Link"] = NextPage(next_cursor, page_url(request, next_cursor)).link
     return FeedsPublic(items=[FeedPublic.of(feed) for feed in feeds], next_cursor=next_cursor)
 
 
