@@ -129,17 +129,23 @@ class WriteProbe:
     def writing_while_frozen(self) -> bool:
         """`writing()`, asked while the writer is frozen. On PostgreSQL a statement the client
         sent before it froze (its COMMIT, perhaps) still runs: wait until its backend is idle,
-        then look, so that a commit in flight is never taken for a transaction still open."""
+        then look, so that a commit in flight is never taken for a transaction still open. A
+        statement waiting for a lock is not waited for: the lock may be held by a transaction
+        of the frozen process itself, and then it never ends (and its own transaction is open)."""
         if not self.sqlite:
-            wait_until(lambda: self._writers("active") == 0, "the frozen client's last statement")
+            wait_until(
+                lambda: self._writers("active", running_only=True) == 0,
+                "the frozen client's last statement",
+            )
         return self.writing()
 
-    def _writers(self, state: str | None = None) -> int:
+    def _writers(self, state: str | None = None, *, running_only: bool = False) -> int:
         row = self._postgres.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
-            " AND (%(state)s::text IS NULL OR state = %(state)s)",
-            {"state": state},
+            " AND (%(state)s::text IS NULL OR state = %(state)s)"
+            " AND (NOT %(running_only)s OR wait_event_type IS DISTINCT FROM 'Lock')",
+            {"state": state, "running_only": running_only},
         ).fetchone()
         return int(row[0]) if row else 0
 
