@@ -1,15 +1,44 @@
 """Rules every request's parameters obey, whatever the route."""
 
 import re
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
+from pydantic import AfterValidator, BeforeValidator
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.errors import FieldError, InvalidInput, problem_response
 
 _NUL_MESSAGE = "must not contain NUL characters"
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DATE_OR_DATE_TIME = "must be a date (2026-03-20) or a date-time (2026-03-20T09:30:00Z)"
+
+
+def _written_as_a_date(value: object) -> object:
+    """Pydantic also reads a number as seconds since 1970 (`published_before=0.5` was 1970-01-01
+    00:00:00.5), which no client means by a date: a query date starts as one, YYYY-MM-DD. A date
+    alone is its first instant, UTC."""
+    if isinstance(value, str):
+        if _DATE.fullmatch(value):
+            return value + "T00:00:00Z"
+        if not _DATE.match(value):
+            raise ValueError(_DATE_OR_DATE_TIME)
+    return value
+
+
+def _with_its_offset(value: datetime) -> datetime:
+    # Without an offset the instant is unknown (RFC 3339 requires one).
+    if value.tzinfo is None:
+        raise ValueError(_DATE_OR_DATE_TIME + " with its offset (Z, +01:00)")
+    return value
+
+
+# A date or date-time query parameter: an instant.
+QueryDateTime = Annotated[
+    datetime, BeforeValidator(_written_as_a_date), AfterValidator(_with_its_offset)
+]
 
 
 class RefuseNulCharacters:

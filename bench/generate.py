@@ -206,6 +206,7 @@ def _load_into(engine: Engine, rows: int) -> None:
             )
         counts: Counter[int] = Counter()
         done = 0
+        homepages = {index + 1: p["url"] for index, p in enumerate(corpus.publishers())}
         for chunk in read_chunks(rows):
             tags = [{"article_id": r["id"], "tag": tag} for r in chunk for tag in r["_tags"]]
             # Chunks prepared before article_match_keys existed carry no key: computed here.
@@ -216,6 +217,11 @@ def _load_into(engine: Engine, rows: int) -> None:
                 }
                 for r in chunk
             ]
+            # Chunks prepared before migration 0013 carry no attribution of the article's own:
+            # its publisher's homepage, and a date the corpus always gives.
+            for r in chunk:
+                r.setdefault("publisher_url", homepages[r["publisher_id"]])
+                r.setdefault("published_at_known", True)
             with connection.begin():
                 connection.execute(
                     A.insert(),

@@ -3,13 +3,16 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Text, false
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime
 
 
 class Publisher(SQLModel, table=True):
+    """A publisher as articles are grouped by it, keyed by name. Its homepage is the one it
+    was created with; ingest never changes it (each article keeps the one sent with it)."""
+
     __tablename__ = "publishers"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -56,6 +59,14 @@ class Article(SQLModel, table=True):
     # Tombstone: set when a takedown removed the content.
     removed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     removed_by_takedown_id: str | None = Field(default=None, sa_type=String(36))
+    # The publisher's homepage as sent with this article: its attribution is its own, and
+    # another article naming the same publisher cannot change it (migration 0013).
+    publisher_url: str | None = Field(default=None, sa_type=String(2048))
+    # Whether `published_at` is the date the source gave. When it gave none, `published_at`
+    # is when we first saw the article: the lists' order, never stated as publication date.
+    published_at_known: bool = Field(
+        default=False, sa_column_kwargs={"server_default": false()}, sa_type=Boolean
+    )
     # Plain text of the body, for the search index only. Last, so that on SQLite a read of
     # the other columns stops before its overflow pages (migration 0006).
     body_text: str | None = Field(default=None, sa_type=Text)

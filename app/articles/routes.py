@@ -32,6 +32,7 @@ from app.auth import IngestKey
 from app.cursor import NextPage, page_url
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
+from app.inputs import QueryDateTime
 
 router = APIRouter(prefix="/v1", tags=["articles"])
 
@@ -53,15 +54,19 @@ def _blocked_by(request: Request) -> str:
 
 
 def credit_line(
-    publisher: str, authors: list[dict[str, Any]], published_at: datetime, source_url: str
+    publisher: str, authors: list[dict[str, Any]], published_at: datetime | None, link: str
 ) -> str:
-    """`Originally published by Reuters on 20 March 2023. Read the original: https://...`"""
+    """`Originally published by Reuters on 20 March 2023. Read the original: https://...`;
+    without a known publication date, no date at all. `link` is the cleaned (canonical) URL:
+    no tracking parameters are passed on to readers."""
     by = publisher
     if authors:
         by += " (" + ", ".join(str(author["name"]) for author in authors) + ")"
+    if published_at is None:
+        return f"Originally published by {by}. Read the original: {link}"
     # English month names whatever the process locale (what %B gives in the C locale).
     day = f"{published_at.day} {MONTHS[published_at.month - 1]} {published_at.year}"
-    return f"Originally published by {by} on {day}. Read the original: {source_url}"
+    return f"Originally published by {by} on {day}. Read the original: {link}"
 
 
 def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
@@ -70,6 +75,7 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
     # As AuthorPublic has them: name and url, in this order (the read path encodes these
     # dicts without the model, see _article_json).
     authors = [{"name": a["name"], "url": a.get("url")} for a in row.authors or ()]
+    published_at = row.published_at if row.published_at_known else None
     return {
         "id": row.id,
         "slug": row.slug,
@@ -88,9 +94,9 @@ def _summary_fields(row: Row[Any], base: str) -> dict[str, Any]:
             "publisher": {"name": row.publisher_name, "url": row.publisher_url},
             "authors": authors,
             "license": row.license,
-            "published_at": row.published_at,
+            "published_at": published_at,
             "first_seen_at": row.first_seen_at,
-            "credit": credit_line(row.publisher_name, authors, row.published_at, row.source_url),
+            "credit": credit_line(row.publisher_name, authors, published_at, row.canonical_url),
         },
     }
 
@@ -114,7 +120,9 @@ def _article_json(row: Row[Any], base: str) -> bytes:
 
 def etag_of(digest: str) -> str:
     """The ETag of an answer, from a SHA-256 (hex) of what it shows: its first 24 digits.
-    An article's is its content hash; a feed's, the hash of its body."""
+    An article's is its content hash (which covers every field its reads show that can
+    change: the publisher as sent with it and the date it shows included); a feed's, the
+    hash of its body."""
     return f'"{digest[:24]}"'
 
 
@@ -360,8 +368,8 @@ async def article_listing(
     language: Annotated[
         str | None, Query(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
     ] = None,
-    published_after: datetime | None = None,
-    published_before: datetime | None = None,
+    published_after: QueryDateTime | None = None,
+    published_before: QueryDateTime | None = None,
     q: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> ArticleListing:
     """The query parameters of every list of articles (the JSON list and the feeds), read

@@ -1,5 +1,6 @@
 """What ingest clients send and what readers get back."""
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -19,10 +20,16 @@ def _plain(value: str) -> str:
     return plain_text(_no_nul(value))
 
 
+# Letters, digits, punctuation and symbols: what a reader can see. Spaces, controls, format
+# characters (zero-width spaces and joiners, direction marks, soft hyphens) and combining
+# marks alone show nothing.
+_VISIBLE_CATEGORIES = frozenset("LNPS")
+
+
 def _non_empty_plain(value: str) -> str:
     value = _plain(value)
-    if not value:
-        raise ValueError("must contain text (markup is stripped)")
+    if not any(unicodedata.category(char)[0] in _VISIBLE_CATEGORIES for char in value):
+        raise ValueError("must contain visible text (markup is stripped)")
     return value
 
 
@@ -40,8 +47,23 @@ def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-# Documented: at least one character that is not a space (markup is stripped as well).
-_HAS_TEXT = Field(json_schema_extra={"minLength": 1, "pattern": r"\S"})
+# Plain text may hold `<`: a title about HTML, a formula, "<3". Stripping or refusing it
+# would change what the source wrote; escaping it is the writer of HTML's job.
+PLAIN_TEXT = (
+    "Plain text, not HTML. Markup in what ingest clients send is stripped and character"
+    " references are decoded (`&lt;b&gt;` is stored as `<b>`), so the text may hold `<`, `>`,"
+    " `&` and quotes as characters: escape it wherever it is written into HTML."
+)
+_HAS_VISIBLE_TEXT = (
+    " At least one visible character (a letter, digit, punctuation mark or symbol) once"
+    " markup is stripped."
+)
+# The pattern says what a schema can (a character that is not a space); the description
+# says the rest.
+_HAS_TEXT = Field(
+    description=PLAIN_TEXT + _HAS_VISIBLE_TEXT,
+    json_schema_extra={"minLength": 1, "pattern": r"\S"},
+)
 Title = Annotated[
     str, StringConstraints(max_length=1000), AfterValidator(_non_empty_plain), _HAS_TEXT
 ]
@@ -64,6 +86,7 @@ Tag = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, strip_whitespace=True, to_lower=True),
     AfterValidator(_non_empty_plain),
+    Field(description="Lower-cased. " + PLAIN_TEXT + _HAS_VISIBLE_TEXT),
 ]
 Language = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")]
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
@@ -84,7 +107,7 @@ class Author(BaseModel):
 class Image(BaseModel):
     model_config = ConfigDict(extra="forbid")
     url: HttpUrl
-    alt: ShortText | None = None
+    alt: ShortText | None = Field(default=None, description=PLAIN_TEXT)
 
 
 class ArticleIn(BaseModel):
@@ -95,57 +118,79 @@ class ArticleIn(BaseModel):
     title: Title
     body_html: Html
     source_url: HttpUrl = Field(description="The primary source link (absolute http/https).")
-    publisher: PublisherIn
+    publisher: PublisherIn = Field(
+        description="Credited on this article as sent. The shared publisher record of that"
+        " name (GET /v1/publishers) keeps the homepage it was created with: ingest never"
+        " changes it."
+    )
     authors: list[Author] = Field(default_factory=list, max_length=50)
-    excerpt: ShortText | None = None
-    published_at: UtcDatetime | None = None
+    excerpt: ShortText | None = Field(default=None, description=PLAIN_TEXT)
+    published_at: UtcDatetime | None = Field(
+        default=None,
+        description="When the source published the article (a time without an offset is"
+        " taken as UTC); at most a day ahead of now. Leave it out when unknown: nothing then"
+        " states a publication date, and lists place the article at the time we first saw"
+        " it.",
+    )
     language: Language | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=30)
     image: Image | None = None
-    license: ShortText | None = None
+    license: ShortText | None = Field(default=None, description=PLAIN_TEXT)
 
 
 class PublisherPublic(BaseModel):
-    name: str
+    name: str = Field(description=PLAIN_TEXT)
     url: str | None
 
 
 # What reads return: the stored values, validated once on the way in, are not validated
 # again (the input models' URL rules cost more per article than the rest of a read).
 class AuthorPublic(BaseModel):
-    name: str
+    name: str = Field(description=PLAIN_TEXT)
     url: str | None = None
 
 
 class ImagePublic(BaseModel):
     url: str
-    alt: str | None = None
+    alt: str | None = Field(default=None, description=PLAIN_TEXT)
 
 
 class Attribution(BaseModel):
     """Everything a page needs to say "read the original here"."""
 
-    source_url: str
-    canonical_url: str
+    source_url: str = Field(description="The source link as the ingest client sent it.")
+    canonical_url: str = Field(
+        description="The source link cleaned: tracking parameters, fragment and default port"
+        " removed, host lower-cased, query sorted. The credit line links it."
+    )
     source_domain: str
-    publisher: PublisherPublic
+    publisher: PublisherPublic = Field(description="The publisher as sent with this article.")
     authors: list[AuthorPublic]
-    license: str | None
-    published_at: datetime
+    license: str | None = Field(description=PLAIN_TEXT)
+    published_at: datetime | None = Field(
+        description="When the source published the article, as sent; null when no date was"
+        " sent (none is guessed)."
+    )
     first_seen_at: datetime
-    credit: str
+    credit: str = Field(
+        description="`Originally published by <publisher> (<authors>) on <date>. Read the"
+        " original: <canonical_url>`; the date is left out when unknown. " + PLAIN_TEXT
+    )
 
 
 class ArticleSummary(BaseModel):
     id: int
     slug: str
     url: str = Field(description="This article in the byline API.")
-    title: str
-    excerpt: str | None
+    title: str = Field(description=PLAIN_TEXT)
+    excerpt: str | None = Field(description=PLAIN_TEXT)
     language: str | None
-    tags: list[str]
+    tags: list[str] = Field(description="Lower-cased. " + PLAIN_TEXT)
     image: ImagePublic | None
-    published_at: datetime
+    published_at: datetime = Field(
+        description="The date lists are ordered by: the publication date when it is known"
+        " (attribution.published_at), else when byline first saw the article."
+    )
     updated_at: datetime
     attribution: Attribution
 
@@ -190,8 +235,11 @@ class BatchResult(BaseModel):
 
 
 class PublisherWithCount(BaseModel):
+    """A publisher as articles are grouped by it: its name, and the homepage it was created
+    with (only an operator changes it; each article credits the one sent with it)."""
+
     id: int
-    name: str
+    name: str = Field(description=PLAIN_TEXT)
     url: str | None
     article_count: int
 

@@ -9,7 +9,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -20,6 +20,7 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    literal,
     or_,
     select,
     tuple_,
@@ -50,8 +51,17 @@ _JSON_DATETIME = TypeAdapter(datetime)
 
 CONTENT_COLUMNS = (
     "title", "excerpt", "body_html", "body_text", "language", "image_url", "image_alt",
-    "license", "authors", "tags", "source_url", "published_at", "content_hash", "publisher_id",
+    "license", "authors", "tags", "source_url", "publisher_url", "published_at",
+    "published_at_known", "content_hash", "publisher_id",
 )  # fmt: skip
+# What ingest reads of the articles it is about to store.
+STORED_STATE = (
+    A.c.id, A.c.canonical_url, A.c.content_hash, A.c.publisher_id, A.c.published_at,
+    A.c.published_at_known, A.c.removed_at, A.c.removed_by_takedown_id,
+)  # fmt: skip
+# A source's clock, or its time zone, may put an article a few hours ahead of ours; a date
+# further ahead is no publication date (and would pin the article to the top of every list).
+MAX_PUBLISHED_AHEAD = timedelta(days=1)
 
 
 class SourceBlocked(ProblemError):
@@ -93,9 +103,30 @@ class PreparedArticle:
     source_domain: str
     publisher_name: str
     publisher_url: str | None
+    # The columns ingest writes as sent, with `content_hash` of them and of the date sent.
     values: dict[str, Any]
     tags: list[str]
     published_at: datetime | None
+    # What the content hash covers besides the date.
+    fingerprint: dict[str, Any]
+
+    def dated_over(self, row: Any) -> tuple[datetime, bool, str]:
+        """(published_at, published_at_known, content_hash) of this article stored over
+        `row`, its earlier version: sent without a date, it keeps the row's, and the hash (the
+        ETag of its reads) covers the date the reads then show."""
+        if self.published_at is not None:
+            return self.published_at, True, self.values["content_hash"]
+        if not row.published_at_known:
+            return row.published_at, False, self.values["content_hash"]
+        return row.published_at, True, _content_hash(self.fingerprint, row.published_at)
+
+
+def _content_hash(fingerprint: dict[str, Any], published_at: datetime | None) -> str:
+    """The hash of everything a read shows that ingest can change: an article's ETag."""
+    dated = {**fingerprint, "published_at": published_at.isoformat() if published_at else None}
+    return hashlib.sha256(
+        json.dumps(dated, sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def slug_for(title: str, canonical_url: str) -> str:
@@ -113,8 +144,15 @@ def tombstone_slug(slug: str) -> str:
     return "~" + hashlib.sha256(slug.encode()).hexdigest()
 
 
-def prepare_article(data: ArticleIn) -> PreparedArticle:
-    """Everything ingest stores, computed without touching the database."""
+def prepare_article(data: ArticleIn, *, now: datetime | None = None) -> PreparedArticle:
+    """Everything ingest stores, computed without touching the database. Given the clock's
+    `now` (every ingest path passes it), a publication date more than MAX_PUBLISHED_AHEAD
+    ahead of it is refused."""
+    published_at = data.published_at
+    if now is not None and published_at is not None and published_at > now + MAX_PUBLISHED_AHEAD:
+        raise InvalidInput(
+            [FieldError(field="published_at", message="is more than a day ahead of now")]
+        )
     canonical_url = normalise_url(data.source_url)
     body_html = sanitise_body(data.body_html, base_url=canonical_url)
     body_text = html_to_text(body_html)
@@ -135,14 +173,9 @@ def prepare_article(data: ArticleIn) -> PreparedArticle:
         "tags": tags,
         "source_url": data.source_url,
     }
-    fingerprint = {
-        **values,
-        "published_at": data.published_at.isoformat() if data.published_at else None,
-        "publisher": [data.publisher.name, data.publisher.url],
-    }
-    values["content_hash"] = hashlib.sha256(
-        json.dumps(fingerprint, sort_keys=True, ensure_ascii=False).encode()
-    ).hexdigest()
+    fingerprint = {**values, "publisher": [data.publisher.name, data.publisher.url]}
+    values["publisher_url"] = data.publisher.url
+    values["content_hash"] = _content_hash(fingerprint, data.published_at)
     return PreparedArticle(
         canonical_url=canonical_url,
         match_key=match_key(canonical_url),
@@ -152,31 +185,29 @@ def prepare_article(data: ArticleIn) -> PreparedArticle:
         values=values,
         tags=tags,
         published_at=data.published_at,
+        fingerprint=fingerprint,
     )
 
 
 def ensure_publishers(
-    *, session: Session, publishers: dict[str, str | None], now: datetime
+    *, session: Session, articles: Sequence[PreparedArticle], now: datetime
 ) -> dict[str, int]:
-    """Ids of the named publishers, creating missing ones; a newly given homepage is kept."""
+    """Ids of the articles' publishers by name, creating missing ones with the first homepage
+    sent for them. An existing publisher's homepage is never changed here: any ingest key
+    (or feed) could otherwise rewrite it for every article of that publisher."""
+    homepages: dict[str, str | None] = {}
+    for article in articles:
+        if homepages.get(article.publisher_name) is None:
+            homepages[article.publisher_name] = article.publisher_url
     insert = dialect_of(session).insert
     session.execute(
         insert(P).on_conflict_do_nothing(index_elements=["name"]),
         [
             {"name": name, "url": url, "article_count": 0, "created_at": now}
-            for name, url in publishers.items()
+            for name, url in homepages.items()
         ],
     )
-    rows = session.execute(select(P.c.id, P.c.name, P.c.url).where(P.c.name.in_(publishers))).all()
-    stale = [
-        {"pid": row.id, "url": publishers[row.name]}
-        for row in rows
-        if publishers[row.name] and row.url != publishers[row.name]
-    ]
-    if stale:
-        session.execute(
-            update(P).where(P.c.id == bindparam("pid")).values(url=bindparam("url")), stale
-        )
+    rows = session.execute(select(P.c.id, P.c.name).where(P.c.name.in_(homepages))).all()
     return {row.name: row.id for row in rows}
 
 
@@ -212,6 +243,7 @@ def new_article_row(
         "slug": slug_for(article.values["title"], article.canonical_url),
         "publisher_id": publisher_id,
         "published_at": article.published_at or now,
+        "published_at_known": article.published_at is not None,
         "first_seen_at": now,
         "updated_at": now,
     }
@@ -230,25 +262,11 @@ def store_articles(
 ) -> list[Stored]:
     """Upsert prepared articles on their canonical URL, in bulk. Raises SourceBlocked for the
     first blocked one; callers that want per-item answers filter with `blocked_urls` first."""
-    publisher_ids = ensure_publishers(
-        session=session,
-        publishers={a.publisher_name: a.publisher_url for a in articles},
-        now=now,
-    )
+    publisher_ids = ensure_publishers(session=session, articles=articles, now=now)
     urls = [a.canonical_url for a in articles]
     existing = {
         row.canonical_url: row
-        for row in session.execute(
-            select(
-                A.c.id,
-                A.c.canonical_url,
-                A.c.content_hash,
-                A.c.publisher_id,
-                A.c.published_at,
-                A.c.removed_at,
-                A.c.removed_by_takedown_id,
-            ).where(A.c.canonical_url.in_(urls))
-        )
+        for row in session.execute(select(*STORED_STATE).where(A.c.canonical_url.in_(urls)))
     }
     results: dict[str, Stored] = {}
     # Sorted, so concurrent batches take row locks in one order and cannot deadlock.
@@ -290,15 +308,7 @@ def store_articles(
         if lost_race:
             # Another transaction inserted these first; treat them as updates of its rows.
             for row in session.execute(
-                select(
-                    A.c.id,
-                    A.c.canonical_url,
-                    A.c.content_hash,
-                    A.c.publisher_id,
-                    A.c.published_at,
-                    A.c.removed_at,
-                    A.c.removed_by_takedown_id,
-                ).where(A.c.canonical_url.in_(lost_race))
+                select(*STORED_STATE).where(A.c.canonical_url.in_(lost_race))
             ):
                 existing[row.canonical_url] = row
     changed: list[dict[str, Any]] = []
@@ -320,14 +330,17 @@ def store_articles(
             continue
         row = current
         publisher_id = publisher_ids[a.publisher_name]
-        if row.content_hash == a.values["content_hash"] and row.publisher_id == publisher_id:
+        published_at, published_at_known, content_hash = a.dated_over(row)
+        if row.content_hash == content_hash and row.publisher_id == publisher_id:
             results[a.canonical_url] = Stored("unchanged", row.id)
             continue
         changed.append(
             {
                 **{f"v_{k}": v for k, v in a.values.items()},
                 "v_publisher_id": publisher_id,
-                "v_published_at": a.published_at or row.published_at,
+                "v_published_at": published_at,
+                "v_published_at_known": published_at_known,
+                "v_content_hash": content_hash,
                 "v_updated_at": now,
                 "aid": row.id,
             }
@@ -381,17 +394,27 @@ def _restore(
     deltas: Counter[int] = Counter()
     for a, row in sorted(rows, key=lambda pair: pair[1].id):
         publisher_id = publisher_ids[a.publisher_name]
+        published_at, published_at_known, content_hash = a.dated_over(row)
         restored = session.execute(
             update(A)
             .where(A.c.id == row.id, A.c.removed_at.is_not(None))
             .values(
-                **a.values,
-                publisher_id=publisher_id,
-                published_at=a.published_at or row.published_at,
-                slug=slug_for(a.values["title"], a.canonical_url),
-                updated_at=now,
-                removed_at=None,
-                removed_by_takedown_id=None,
+                {
+                    **a.values,
+                    "publisher_id": publisher_id,
+                    "published_at": published_at,
+                    "published_at_known": published_at_known,
+                    "content_hash": content_hash,
+                    "slug": slug_for(a.values["title"], a.canonical_url),
+                    # Published again as it was, it answers as it did before the removal
+                    # (the same ETag), update time included.
+                    "updated_at": case(
+                        (A.c.content_hash == content_hash, A.c.updated_at),
+                        else_=literal(now, A.c.updated_at.type),
+                    ),
+                    "removed_at": None,
+                    "removed_by_takedown_id": None,
+                }
             )
         )
         if restored.rowcount != 1:  # type: ignore[attr-defined]
@@ -418,7 +441,7 @@ def _restore(
 def ingest_article(*, session: Session, data: ArticleIn, now: datetime) -> Stored:
     """Store one article: created, updated or unchanged. Blocked URLs raise SourceBlocked;
     a removed article whose blocks were all lifted is published again."""
-    prepared = prepare_article(data)
+    prepared = prepare_article(data, now=now)
     blocked = find_blocked(session=session, canonical_urls=[prepared.canonical_url])
     if prepared.canonical_url in blocked:
         raise SourceBlocked(prepared.canonical_url, blocked[prepared.canonical_url].takedown_id)
@@ -446,7 +469,7 @@ def ingest_batch(
     prepared: dict[int, PreparedArticle] = {}
     for index, raw in enumerate(items):
         try:
-            prepared[index] = prepare_article(ArticleIn.model_validate(raw))
+            prepared[index] = prepare_article(ArticleIn.model_validate(raw), now=now)
         except (ValidationError, InvalidInput) as exc:
             results[index] = BatchItemResult(
                 index=index, status="invalid", errors=_item_errors(exc)
@@ -460,28 +483,26 @@ def ingest_batch(
     blocked = find_blocked(
         session=session, canonical_urls=[p.canonical_url for p in prepared.values()]
     )
-    # The same URL twice in one batch: the last one wins, as if sent one after the other.
-    last_index = {p.canonical_url: index for index, p in prepared.items()}
-    storable: dict[int, PreparedArticle] = {}
+    # The same URL more than once in a batch: each copy is stored in its turn, as if the
+    # copies had been sent one after the other (created, then unchanged or updated). Turn n
+    # holds the n-th copy of each URL; nearly every batch is a single turn.
+    turns: list[dict[int, PreparedArticle]] = []
+    copies: Counter[str] = Counter()
     for index, article in prepared.items():
         if article.canonical_url in blocked:
             results[index] = BatchItemResult(index=index, status="blocked")
-        elif last_index[article.canonical_url] == index:
-            storable[index] = article
-    stored = (
-        store_articles(session=session, articles=list(storable.values()), now=now)
-        if storable
-        else []
-    )
-    by_url: dict[str, Stored] = {}
-    for index, outcome in zip(storable, stored, strict=True):
-        results[index] = BatchItemResult(index=index, status=outcome.status, id=outcome.article_id)
-        by_url[storable[index].canonical_url] = outcome
-    for index, article in prepared.items():
-        if index not in results:
-            outcome = by_url[article.canonical_url]
-            # An earlier copy of a URL the batch sends again: it led to the same article.
-            results[index] = BatchItemResult(index=index, status="updated", id=outcome.article_id)
+            continue
+        turn = copies[article.canonical_url]
+        copies[article.canonical_url] += 1
+        if turn == len(turns):
+            turns.append({})
+        turns[turn][index] = article
+    for turn_articles in turns:
+        stored = store_articles(session=session, articles=list(turn_articles.values()), now=now)
+        for index, outcome in zip(turn_articles, stored, strict=True):
+            results[index] = BatchItemResult(
+                index=index, status=outcome.status, id=outcome.article_id
+            )
     return [results[index] for index in range(len(items))]
 
 
@@ -491,7 +512,8 @@ SUMMARY_COLUMNS = (
     A.c.id, A.c.slug, A.c.title, A.c.excerpt, A.c.language, A.c.tags, A.c.image_url, A.c.image_alt,
     A.c.published_at, A.c.updated_at, A.c.source_url, A.c.canonical_url, A.c.source_domain,
     A.c.authors, A.c.license, A.c.first_seen_at, A.c.removed_at, A.c.removed_by_takedown_id,
-    A.c.content_hash, P.c.name.label("publisher_name"), P.c.url.label("publisher_url"),
+    A.c.content_hash, P.c.name.label("publisher_name"), A.c.publisher_url,
+    A.c.published_at_known,
 )  # fmt: skip
 
 

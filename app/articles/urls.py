@@ -19,6 +19,10 @@ TRACKING_PARAMETERS = frozenset(
 )  # fmt: skip
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "hsa_")
 MAX_URL_LENGTH = 2048
+# RFC 1035 2.3.4 (and RFC 1123 2.1): a label is 1-63 octets, a name at most 253 in its
+# dotted text form.
+MAX_LABEL_LENGTH = 63
+MAX_HOST_LENGTH = 253
 _HOST = re.compile(r"^[a-z0-9.\-]+$|^\[[0-9a-f:.]+\]$")
 # Hosts that serve the same articles as the bare domain: desktop, mobile and AMP editions.
 EDITION_PREFIXES = ("www.", "m.", "amp.")
@@ -43,6 +47,10 @@ def _host(raw_host: str) -> str:
         raise InvalidUrl("the host name is not valid") from None
     if not host or not _HOST.match(host):
         raise InvalidUrl("the host name is not valid")
+    if len(host) > MAX_HOST_LENGTH:
+        raise InvalidUrl(f"the host name is longer than {MAX_HOST_LENGTH} characters")
+    if any(not 0 < len(label) <= MAX_LABEL_LENGTH for label in host.split(".")):
+        raise InvalidUrl(f"each part of the host name must hold 1 to {MAX_LABEL_LENGTH} characters")
     return host
 
 
@@ -66,6 +74,8 @@ def normalise_url(url: str) -> str:
         raise InvalidUrl("must be an absolute http:// or https:// URL with a host")
     if parts.username is not None or parts.password is not None:
         raise InvalidUrl("must not carry a user name or password")
+    if port == 0:  # urlsplit refuses ports over 65535 itself
+        raise InvalidUrl("port 0 is not a port")
     host = _host(parts.hostname)
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = quote(parts.path or "/", safe="/%:@!$&'()*+,;=-._~")

@@ -123,9 +123,9 @@ def _summary(article: ArticleSummary) -> str:
 def _content_html(entry: FeedEntry) -> str:
     """The sanitised body, then the credit line with its link to the original."""
     attribution = entry.article.attribution
-    source = escape(attribution.source_url)
-    # credit_line ends with the source URL: written as a link here.
-    lead = escape(attribution.credit.removesuffix(attribution.source_url))
+    source = escape(attribution.canonical_url)
+    # credit_line ends with the original's cleaned URL: written as a link here.
+    lead = escape(attribution.credit.removesuffix(attribution.canonical_url))
     link = f'<a href="{source}" rel="noopener noreferrer nofollow">{source}</a>'
     return f'{entry.body_html}\n<p class="byline-credit">{lead}{link}</p>'
 
@@ -202,7 +202,8 @@ def _atom_entry(feed: ET.Element, entry: FeedEntry) -> None:
     _element(item, "title", article.title, type="text")
     _element(item, "link", rel="alternate", type="text/html", href=attribution.source_url)
     _element(item, "link", rel="related", type="application/json", href=article.url)
-    _element(item, "published", _date(article.published_at))
+    if attribution.published_at is not None:  # a date the publisher gave; none is invented
+        _element(item, "published", _date(attribution.published_at))
     _element(item, "updated", _date(article.updated_at))
     for name, url in _authors(article):
         author = _element(item, "author")
@@ -257,7 +258,7 @@ class JsonFeedItem(BaseModel):
     content_html: str
     summary: str
     image: str | None = _optional()
-    date_published: datetime
+    date_published: datetime | None = _optional()
     date_modified: datetime
     authors: list[JsonFeedAuthor]
     tags: list[str]
@@ -295,7 +296,7 @@ def json_feed_document(page: FeedPage) -> bytes:
                 content_html=_content_html(entry),
                 summary=_summary(entry.article),
                 image=entry.article.image.url if entry.article.image else None,
-                date_published=entry.article.published_at,
+                date_published=entry.article.attribution.published_at,
                 date_modified=entry.article.updated_at,
                 authors=[
                     JsonFeedAuthor(name=name, url=url) for name, url in _authors(entry.article)

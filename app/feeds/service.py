@@ -506,7 +506,7 @@ def ingest_entries(
         if language:
             payload["language"] = language
         try:
-            article = prepare_article(ArticleIn.model_validate(payload))
+            article = prepare_article(ArticleIn.model_validate(payload), now=now)
         except (ValidationError, InvalidInput, ValueError):
             counts["entries_invalid"] += 1
             continue

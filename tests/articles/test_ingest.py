@@ -163,7 +163,7 @@ def test_batch_answers_each_item_and_one_bad_item_sinks_nothing(
         article_payload(1),  # unchanged
         article_payload(2),  # created
         {"title": "no attribution", "body_html": "<p>x</p>"},  # invalid
-        article_payload(1, title="Changed title"),  # updated (same URL as item 0: last wins)
+        article_payload(1, title="Changed title"),  # updated (after item 0, as if sent later)
         article_payload(3, source_url="javascript:alert(1)"),  # invalid
         42,  # invalid
     ]
@@ -171,7 +171,7 @@ def test_batch_answers_each_item_and_one_bad_item_sinks_nothing(
     assert response.status_code == 200, response.text
     results = response.json()["items"]
     assert [r["status"] for r in results] == [
-        "updated",
+        "unchanged",
         "created",
         "invalid",
         "updated",
@@ -182,7 +182,7 @@ def test_batch_answers_each_item_and_one_bad_item_sinks_nothing(
     assert results[4]["errors"][0]["field"] == "source_url"
     assert results[0]["id"] == results[3]["id"]
     assert count(engine, Article) == 2
-    assert response.json()["counts"] == {"updated": 2, "created": 1, "invalid": 3}
+    assert response.json()["counts"] == {"unchanged": 1, "created": 1, "updated": 1, "invalid": 3}
 
 
 def test_batch_over_500_items_is_413_and_stores_nothing(
