@@ -14,6 +14,7 @@ from app import auth_routes, background, health
 from app.articles import routes as articles
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
+from app.console import routes as console
 from app.db import create_db_engine
 from app.errors import install_error_handlers
 from app.feeds import out as feeds_out
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(publishers.router)
     app.include_router(web.router)
     app.include_router(publisher_pages.router)
+    app.include_router(console.router)
 
     app.add_middleware(RefuseNulCharacters)
     if settings.cors_origin_list:

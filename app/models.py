@@ -10,11 +10,13 @@ from app.articles.models import (
     Publisher,
 )
 from app.auth import ApiKey
+from app.console.models import ConsoleSession
 from app.feeds.models import Feed
 from app.notifications.models import ClaimantEmail, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from app.publishers.models import PublisherVerification
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import AuditEvent, Block, RateLimitCounter, Takedown, TakedownTarget
+from app.web.csrf import CsrfSecret
 
 metadata = SQLModel.metadata
 
@@ -27,6 +29,8 @@ __all__ = [
     "AuditEvent",
     "Block",
     "ClaimantEmail",
+    "ConsoleSession",
+    "CsrfSecret",
     "Feed",
     "Publisher",
     "PublisherVerification",

@@ -37,6 +37,12 @@ class Action(StrEnum):
     feed_gone = "feed_gone"  # 410
     feed_opted_out = "feed_opted_out"  # paused: its publisher's domain is blocked
     feed_opt_out_lifted = "feed_opt_out_lifted"
+    # The operators' console (actor: the admin key's name).
+    console_signed_in = "console_signed_in"
+    console_signed_out = "console_signed_out"
+    api_key_created = "api_key_created"
+    api_key_revoked = "api_key_revoked"
+    webhook_enabled = "webhook_enabled"
 
 
 # Actors that are not an operator's key name.

@@ -7,6 +7,8 @@ one audit row each.
 import hmac
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, insert, or_, select, update
 from sqlmodel import Session, col
@@ -391,3 +393,77 @@ def list_takedowns(
 
 def open_removals(*, session: Session, takedown_id: str) -> int:
     return removals.open_removal_counts(session=session, takedown_ids=[takedown_id])[takedown_id]
+
+
+# The operators' console --------------------------------------------------------------------
+
+
+class QueueView(StrEnum):
+    """The console's views of the requests; `open` is the queue itself."""
+
+    open = "open"
+    awaiting_confirmation = "awaiting_confirmation"
+    review_window = "review_window"
+    escalated = "escalated"
+    queued = "queued"
+    overdue = "overdue"
+    completed = "completed"
+    rejected = "rejected"
+
+
+# Requests an operator may still approve, reject or escalate.
+DECIDABLE_STATUSES = frozenset({S.received, S.queued, S.escalated})
+
+
+def _in_view(view: QueueView, now: datetime) -> Any:
+    status = col(Takedown.status)
+    conditions = {
+        QueueView.open: status.in_(OPEN_STATUSES),
+        QueueView.awaiting_confirmation: status == S.received,
+        # Confirmed elsewhere than the targets' domain: waiting for its review window to end.
+        QueueView.review_window: and_(status == S.queued, col(Takedown.run_at) > now),
+        QueueView.escalated: status == S.escalated,
+        QueueView.queued: status.in_([S.queued, S.executing]),
+        QueueView.overdue: and_(status.in_(OPEN_STATUSES), col(Takedown.due_at) < now),
+        QueueView.completed: status == S.completed,
+        QueueView.rejected: status == S.rejected,
+    }
+    return conditions[view]
+
+
+def list_queue(
+    *,
+    session: Session,
+    view: QueueView,
+    after: tuple[datetime, str] | None,
+    limit: int,
+    now: datetime,
+) -> list[Takedown]:
+    """Requests in one of the console's views, the nearest deadline first, keyset-paged on
+    (due_at, id)."""
+    query = select(Takedown).where(_in_view(view, now))
+    if after is not None:
+        due_at, takedown_id = after
+        query = query.where(
+            or_(
+                col(Takedown.due_at) > due_at,
+                and_(col(Takedown.due_at) == due_at, col(Takedown.id) > takedown_id),
+            )
+        )
+    query = query.order_by(col(Takedown.due_at), col(Takedown.id)).limit(limit)
+    return list(session.scalars(query))
+
+
+def next_to_decide(*, session: Session, excluding: str) -> Takedown | None:
+    """The undecided request with the nearest deadline other than `excluding` (the one just
+    decided), for "decide and next"."""
+    return session.scalars(
+        select(Takedown)
+        .where(
+            col(Takedown.status).in_(DECIDABLE_STATUSES),
+            col(Takedown.decision).is_(None),
+            col(Takedown.id) != excluding,
+        )
+        .order_by(col(Takedown.due_at), col(Takedown.id))
+        .limit(1)
+    ).first()

@@ -1,0 +1,1 @@
+"""The operators' console at /admin: server-rendered pages over the takedowns' services."""

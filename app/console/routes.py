@@ -1,0 +1,370 @@
+"""The operators' console: sign in with an admin key, the takedown queue by deadline, one
+request in full with its decisions, bulk decisions. Server-rendered, works without
+JavaScript; every post carries the CSRF guard's token; every page is `no-store`; anything
+under /admin without a session is sent to the sign-in page (303).
+
+Decisions go through the takedowns' services (the same as /v1/admin): one conditional
+UPDATE, one audit row and one e-mail per request.
+"""
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from sqlmodel import Session
+
+from app.console import access, operations, pages, sessions, transparency
+from app.console import service as console
+from app.console.sessions import KeyCannotSignIn, Operator
+from app.cursor import NextPage, moment_part, page_url, parse_moment, seal, unseal
+from app.db import ReadSessionDep, WriteSessionDep
+from app.errors import Conflict, NotFound
+from app.takedowns import service
+from app.takedowns.models import OPEN_STATUSES, Takedown
+from app.takedowns.schemas import proof_of
+from app.takedowns.service import DECIDABLE_STATUSES, QueueView
+
+router = APIRouter(include_in_schema=False)
+# The public figures' page (no session needed) and the console's other pages; all before
+# the catch-all at the end of this module.
+router.include_router(transparency.router)
+router.include_router(operations.router)
+
+QUEUE_PATH = "/admin/takedowns"
+PAGE_SIZE = 50
+MAX_STATEMENT = 4000
+_CURSOR_KEY = b"byline-console-queue-v1"
+# One operator's decision on the request with this id (approve, or reject with reasons).
+Decision = Callable[[str], Takedown]
+
+
+def _takedown_path(takedown_id: str) -> str:
+    return f"{QUEUE_PATH}/{quote(takedown_id, safe='')}"
+
+
+@router.get("/static/console.css")
+def stylesheet() -> Response:
+    """The console's stylesheet (beside the rights holders' one), same-origin for the CSP."""
+    return Response(
+        pages.STYLESHEET,
+        media_type="text/css; charset=utf-8",
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# Signing in and out ------------------------------------------------------------------------
+
+
+@router.get(access.LOGIN_PATH)
+def login_form(request: Request, session: ReadSessionDep) -> Response:
+    """The sign-in form: an admin API key."""
+    if access.signed_in(request, session) is not None:
+        return access.redirect(QUEUE_PATH)
+    return access.render(request, "login.html", None, error=None)
+
+
+@router.post(access.LOGIN_PATH)
+def sign_in(
+    request: Request,
+    session: WriteSessionDep,
+    key: Annotated[str, Form()] = "",
+    csrf_token: access.CsrfField = "",
+) -> Response:
+    """Open a session for an admin key (audited); ingest and publisher keys are refused."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, None)
+    try:
+        _, token = sessions.sign_in(session=session, key=key.strip(), now=access.now_of(request))
+    except KeyCannotSignIn:
+        error = "This is not an active admin key. Ingest and publisher keys cannot sign in."
+        return access.render(request, "login.html", None, status=401, error=error)
+    response = access.redirect(QUEUE_PATH)
+    response.set_cookie(
+        access.cookie_name(request),
+        token,
+        max_age=int(sessions.SESSION_LIFETIME.total_seconds()),
+        path="/",
+        secure=access.secure(request),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.post("/admin/logout")
+def sign_out(
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+) -> Response:
+    """End the session on the server, and forget the cookie."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    sessions.sign_out(session=session, operator=operator, now=access.now_of(request))
+    response = access.redirect(access.LOGIN_PATH)
+    response.delete_cookie(
+        access.cookie_name(request),
+        path="/",
+        secure=access.secure(request),
+        httponly=True,
+        samesite="strict",
+    )
+    return response
+
+
+@router.get("/admin")
+def console_home(_: access.OperatorDep) -> Response:
+    return access.redirect(QUEUE_PATH)
+
+
+# The queue ---------------------------------------------------------------------------------
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    micros, takedown_id = unseal(_CURSOR_KEY, cursor, 2)
+    return parse_moment(micros), takedown_id
+
+
+@router.get(QUEUE_PATH)
+def queue(
+    request: Request,
+    session: ReadSessionDep,
+    operator: access.OperatorDep,
+    view: QueueView = QueueView.open,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
+    decided: Annotated[int, Query(ge=0, le=10_000)] = 0,
+    refused: Annotated[int, Query(ge=0, le=10_000)] = 0,
+) -> Response:
+    """The requests of one view, the nearest deadline first, with a countdown each."""
+    now = access.now_of(request)
+    rows = service.list_queue(
+        session=session,
+        view=view,
+        after=_decode_cursor(cursor) if cursor else None,
+        limit=PAGE_SIZE,
+        now=now,
+    )
+    next_page = None
+    if len(rows) == PAGE_SIZE:
+        next_cursor = seal(_CURSOR_KEY, moment_part(rows[-1].due_at), rows[-1].id)
+        next_page = NextPage(next_cursor, page_url(request, next_cursor))
+    return access.render(
+        request,
+        "queue.html",
+        operator,
+        view=view,
+        views=list(QueueView),
+        items=[_queue_item(takedown, now) for takedown in rows],
+        next_page=next_page,
+        decided=decided,
+        refused=refused,
+    )
+
+
+def _risk_badges(takedown: Takedown) -> list[str]:
+    # The policy's reasons are stored joined by "; ", which also occurs inside one of them:
+    # shown as one badge rather than split wrongly.
+    badges = [takedown.escalation_reason] if takedown.escalation_reason else []
+    if takedown.duplicate_of is not None:
+        badges.append("repeats an earlier request")
+    return badges
+
+
+def _queue_item(takedown: Takedown, now: datetime) -> dict[str, object]:
+    return {
+        "takedown": takedown,
+        "countdown": pages.countdown(takedown.due_at, now)
+        if takedown.status in OPEN_STATUSES
+        else None,
+        "proof": proof_of(takedown),
+        "risks": _risk_badges(takedown),
+        "decidable": _decidable(takedown),
+    }
+
+
+def _decidable(takedown: Takedown) -> bool:
+    return takedown.status in DECIDABLE_STATUSES and takedown.decision is None
+
+
+@router.post(f"{QUEUE_PATH}/bulk")
+def decide_in_bulk(
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    action: Annotated[str, Form()] = "",
+    ids: Annotated[list[str] | None, Form()] = None,
+    template: Annotated[str, Form()] = "",
+    statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
+) -> Response:
+    """Approve or reject the ticked requests: each its own decision, audit row and e-mail."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    now = access.now_of(request)
+    reason = console.statement_of_reasons(template, statement)
+    if action == "approve":
+        decide = _approver(session, operator, now)
+    elif action == "reject" and reason:
+        decide = _rejecter(session, operator, now, reason)
+    else:
+        return access.redirect(f"{QUEUE_PATH}?{urlencode({'refused': len(ids or [])})}")
+    outcome = console.decide_many(session=session, takedown_ids=ids or [], decide=decide)
+    query = urlencode({"decided": len(outcome.decided), "refused": len(outcome.refused)})
+    return access.redirect(f"{QUEUE_PATH}?{query}")
+
+
+def _approver(session: Session, operator: Operator, now: datetime) -> Decision:
+    def approve(takedown_id: str) -> Takedown:
+        return service.approve_takedown(
+            session=session, takedown_id=takedown_id, actor=operator.name, now=now
+        )
+
+    return approve
+
+
+def _rejecter(session: Session, operator: Operator, now: datetime, reason: str) -> Decision:
+    def reject(takedown_id: str) -> Takedown:
+        return service.reject_takedown(
+            session=session, takedown_id=takedown_id, actor=operator.name, reason=reason, now=now
+        )
+
+    return reject
+
+
+# One request -------------------------------------------------------------------------------
+
+
+def _detail_page(
+    request: Request,
+    session: Session,
+    operator: Operator,
+    takedown: Takedown,
+    *,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    now = access.now_of(request)
+    return access.render(
+        request,
+        "takedown.html",
+        operator,
+        status=status,
+        takedown=takedown,
+        item=_queue_item(takedown, now),
+        targets=console.targets_with_copies(session=session, takedown=takedown),
+        history=console.history(session=session, takedown_id=takedown.id),
+        error=error,
+        max_statement=MAX_STATEMENT,
+    )
+
+
+@router.get(f"{QUEUE_PATH}/{{takedown_id}}")
+def takedown_detail(
+    takedown_id: str, request: Request, session: ReadSessionDep, operator: access.OperatorDep
+) -> Response:
+    """One request in full: claimant, proof, targets beside our copies, history, actions."""
+    try:
+        takedown = service.get_takedown(session=session, takedown_id=takedown_id)
+    except NotFound:
+        return access.not_found(request, operator)
+    return _detail_page(request, session, operator, takedown)
+
+
+def _after_decision(session: Session, takedown_id: str, then: str) -> Response:
+    if then == "next":
+        following = service.next_to_decide(session=session, excluding=takedown_id)
+        return access.redirect(_takedown_path(following.id) if following else QUEUE_PATH)
+    return access.redirect(_takedown_path(takedown_id))
+
+
+def _refused_decision(
+    request: Request, session: Session, operator: Operator, takedown_id: str, error: str
+) -> Response:
+    session.rollback()
+    try:
+        takedown = service.get_takedown(session=session, takedown_id=takedown_id)
+    except NotFound:
+        return access.not_found(request, operator)
+    return _detail_page(request, session, operator, takedown, error=error, status=409)
+
+
+@router.post(f"{QUEUE_PATH}/{{takedown_id}}/approve")
+def approve(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    then: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve: the request's removals run now and its blocks hold."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    try:
+        _approver(session, operator, access.now_of(request))(takedown_id)
+    except (Conflict, NotFound) as exc:
+        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+    return _after_decision(session, takedown_id, then)
+
+
+@router.post(f"{QUEUE_PATH}/{{takedown_id}}/reject")
+def reject(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    template: Annotated[str, Form()] = "",
+    statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
+    then: Annotated[str, Form()] = "",
+) -> Response:
+    """Reject with a statement of reasons (a template and the particulars), e-mailed to the
+    claimant."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    reason = console.statement_of_reasons(template, statement)
+    if not reason:
+        error = "A rejection needs a statement of reasons: pick a template or write one."
+        return _refused_decision(request, session, operator, takedown_id, error)
+    try:
+        _rejecter(session, operator, access.now_of(request), reason)(takedown_id)
+    except (Conflict, NotFound) as exc:
+        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+    return _after_decision(session, takedown_id, then)
+
+
+@router.post(f"{QUEUE_PATH}/{{takedown_id}}/escalate")
+def escalate(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
+    then: Annotated[str, Form()] = "",
+) -> Response:
+    """Hold the request for review: nothing is removed until an operator approves it."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    try:
+        service.escalate_takedown(
+            session=session,
+            takedown_id=takedown_id,
+            actor=operator.name,
+            reason=statement.strip() or None,
+            now=access.now_of(request),
+        )
+    except (Conflict, NotFound) as exc:
+        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+    return _after_decision(session, takedown_id, then)
+
+
+# Everything else under /admin: the sign-in page first, then "not found".
+
+
+@router.api_route("/admin/{rest:path}", methods=["GET", "POST"])
+def elsewhere_in_console(request: Request, operator: access.OperatorDep) -> Response:
+    return access.not_found(request, operator)
