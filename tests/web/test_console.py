@@ -872,3 +872,10 @@ def test_feeds_health_lists_each_feed_with_its_last_answer(
     page = web_client.get("/admin/feeds")
     assert page.status_code == 200
     assert "127.0.0.1:9/feed.xml" in page.text and "HTTP 503 · 3 errors in a row" in page.text
+
+
+def test_the_rights_holders_pages_link_the_transparency_page(client: TestClient) -> None:
+    form = client.get("/takedown")
+    assert form.status_code == 200
+    assert 'href="/transparency"' in form.text
+    assert client.get("/transparency").status_code == 200
