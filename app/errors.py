@@ -7,10 +7,14 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.params import Form
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.http_methods import allow_header
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://byline.dev/problems/"
@@ -117,6 +121,27 @@ def _validation_errors(exc: RequestValidationError) -> list[FieldError]:
     return errors
 
 
+def _body_is_not_json(request: Request) -> bool:
+    """Whether the request's route takes a JSON body and the request sent another kind: FastAPI
+    then validates the body's bytes, and answered 422 for what is a 415. Asked only of a request
+    that failed validation."""
+    route = request.scope.get("route")
+    body_field = route.body_field if isinstance(route, APIRoute) else None
+    if body_field is None or isinstance(body_field.field_info, Form):
+        return False
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        # No type: a body is not JSON (FastAPI reads it as bytes); no body is a missing body.
+        return request.headers.get("content-length", "0") != "0" or (
+            "transfer-encoding" in request.headers
+        )
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return not (
+        media_type == "application/json"
+        or (media_type.startswith("application/") and media_type.endswith("+json"))
+    )
+
+
 _STATUS_KINDS = {
     400: "bad-request",
     401: "unauthorized",
@@ -148,6 +173,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _body_is_not_json(request):
+            return problem_response(
+                415,
+                "unsupported-media-type",
+                "This operation takes a JSON body: send it with Content-Type: application/json.",
+            )
         errors = _validation_errors(exc)
         if any(e.message.startswith("JSON decode error") for e in errors):
             return problem_response(
@@ -162,10 +193,14 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
         if status == 404 and detail == "Not Found":
             detail = f"No route matches {request.url.path}."
-        if status == 405 and detail == "Method Not Allowed":
-            detail = f"{request.method} is not allowed on {request.url.path}."
+        headers = exc.headers
+        if status == 405:
+            # The route that answered knows only its own methods; Allow lists the path's.
+            headers = {**(headers or {}), "Allow": allow_header(request.scope)}
+            if detail == "Method Not Allowed":
+                detail = f"{request.method} is not allowed on {request.url.path}."
         return problem_response(
-            status, _STATUS_KINDS.get(status, "http-error"), detail, headers=exc.headers
+            status, _STATUS_KINDS.get(status, "http-error"), detail, headers=headers
         )
 
     @app.exception_handler(OperationalError)

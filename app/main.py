@@ -16,9 +16,11 @@ from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.console import routes as console
 from app.db import create_db_engine
+from app.docs import docs_router
 from app.errors import install_error_handlers
 from app.feeds import out as feeds_out
 from app.feeds import routes as feeds
+from app.http_methods import HeadAsGet
 from app.inputs import RefuseNulCharacters
 from app.jobs.worker import BackgroundWorkers, JobCounters, Worker
 from app.limits import BodySizeLimit
@@ -88,6 +90,9 @@ def create_app(
         # byline exports Prometheus metrics (/metrics) and JSON logs; FastAPI's native
         # OpenTelemetry asked the global providers whether to trace on every request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        # Served by app/docs.py from this app, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -122,6 +127,9 @@ def create_app(
     app.include_router(web.router)
     app.include_router(publisher_pages.router)
     app.include_router(console.router)
+    app.include_router(docs_router(title=app.title, openapi_url=str(app.openapi_url)))
+    # Last: tried only by a request that no route above answers (GET never reaches it).
+    app.router.routes.append(HeadAsGet())
 
     app.add_middleware(RefuseNulCharacters)
     if settings.cors_origin_list:

@@ -6,7 +6,8 @@ Shared answers, and where they come from:
 - 422 validation-error: FastAPI documents its own `HTTPValidationError` as application/json;
   byline answers every validation error as problem+json (app/errors.py).
 - 400 malformed-json and 413 payload-too-large: any operation that reads a body
-  (app/errors.py, app/limits.py).
+  (app/errors.py, app/limits.py); 415 unsupported-media-type: any operation that reads a JSON
+  body, sent as something else (app/errors.py).
 - 503: the database is unavailable (app/errors.py) or the request ran out of time
   (app/timeouts.py), on every operation but `/healthz`, which touches neither.
 """
@@ -19,8 +20,12 @@ from fastapi import FastAPI
 from app.errors import problem_responses, problem_schemas
 
 METHODS = ("get", "put", "post", "delete", "patch")
+JSON = "application/json"
 _FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
 _NEVER_UNAVAILABLE = {("get", "/healthz")}
+# Operations anyone may call, that take a key if one is sent (a publisher's key proves its
+# claim): FastAPI documents every key as required.
+_KEY_OPTIONAL = {("post", "/v1/takedowns")}
 
 
 def _ref(method: str, path: str) -> str:
@@ -49,7 +54,56 @@ _ARTICLE_LINKS = {
         slug="$response.body#/article/slug",
     ),
 }
-_TAKEDOWN = "$response.body#/id"
+_NEW_ID = "$response.body#/id"
+_FEED_LINKS = {
+    "GetFeed": _link("get", "/v1/feeds/{feed_id}", "Read the new feed.", feed_id=_NEW_ID),
+    "ChangeFeed": _link(
+        "patch", "/v1/feeds/{feed_id}", "Pause, resume or change the feed.", feed_id=_NEW_ID
+    ),
+    "DeleteFeed": _link("delete", "/v1/feeds/{feed_id}", "Unsubscribe.", feed_id=_NEW_ID),
+    "FetchFeed": _link("post", "/v1/feeds/{feed_id}/fetch", "Fetch the feed now.", feed_id=_NEW_ID),
+}
+_WEBHOOK_LINKS = {
+    "GetWebhook": _link(
+        "get",
+        "/v1/admin/webhooks/{endpoint_id}",
+        "Read the new endpoint.",
+        endpoint_id=_NEW_ID,
+    ),
+    "DeleteWebhook": _link(
+        "delete",
+        "/v1/admin/webhooks/{endpoint_id}",
+        "Remove the endpoint.",
+        endpoint_id=_NEW_ID,
+    ),
+    "EnableWebhook": _link(
+        "post",
+        "/v1/admin/webhooks/{endpoint_id}/enable",
+        "Enable the endpoint again.",
+        endpoint_id=_NEW_ID,
+    ),
+    "ListWebhookDeliveries": _link(
+        "get",
+        "/v1/admin/webhooks/{endpoint_id}/deliveries",
+        "The endpoint's deliveries.",
+        endpoint_id=_NEW_ID,
+    ),
+}
+_VERIFICATION_LINKS = {
+    "GetVerification": _link(
+        "get",
+        "/v1/publishers/verifications/{verification_id}",
+        "Read the verification.",
+        verification_id=_NEW_ID,
+    ),
+    "CheckVerification": _link(
+        "post",
+        "/v1/publishers/verifications/{verification_id}/check",
+        "Look the TXT record up now.",
+        verification_id=_NEW_ID,
+    ),
+}
+_TAKEDOWN = _NEW_ID
 _FILED_LINKS = {
     "GetTakedown": _link(
         "get",
@@ -96,6 +150,9 @@ _DECIDED_LINKS = {
 # (method, path) -> status -> links of that response.
 LINKS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("post", "/v1/articles"): {"201": _ARTICLE_LINKS, "200": _ARTICLE_LINKS},
+    ("post", "/v1/feeds"): {"201": _FEED_LINKS},
+    ("post", "/v1/admin/webhooks"): {"201": _WEBHOOK_LINKS},
+    ("post", "/v1/publishers/verifications"): {"201": _VERIFICATION_LINKS},
     ("post", "/v1/takedowns"): {"202": _FILED_LINKS},
     ("post", "/v1/admin/takedowns/{takedown_id}/escalate"): {"200": _DECIDED_LINKS},
     ("post", "/v1/admin/keys"): {
@@ -118,6 +175,9 @@ def complete_openapi(document: dict[str, Any]) -> dict[str, Any]:
         for method, operation in operations.items():
             if method in METHODS:
                 _add_shared_problems(method, path, operation)
+    for method, path in _KEY_OPTIONAL:
+        operation = paths[path][method]
+        operation["security"] = [*operation.get("security", []), {}]
     for (method, path), by_status in LINKS.items():
         responses = paths[path][method]["responses"]
         for status, links in by_status.items():
@@ -138,6 +198,8 @@ def _add_shared_problems(method: str, path: str, operation: dict[str, Any]) -> N
         shared.append(422)
     if "requestBody" in operation:
         shared += [400, 413]
+        if JSON in operation["requestBody"].get("content", {}):
+            shared.append(415)
     if (method, path) not in _NEVER_UNAVAILABLE:
         shared.append(503)
     for status, declared in problem_responses(*shared).items():

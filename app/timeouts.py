@@ -3,10 +3,11 @@ the server up.
 
 - `SlowClientGuard`, the HTTP protocol `byline serve` runs uvicorn with: a request head (request
   line and headers) must arrive within `BYLINE_HEADER_TIMEOUT_SECONDS` and fit in
-  `MAX_HEAD_BYTES`. uvicorn itself waits for a head forever and bounds its size only with h11;
-  a slowloris client dripping one header byte at a time would hold its connection, and a
-  place under `limit_concurrency`, for as long as it liked. Connections shed by
-  `limit_concurrency` are answered 503 problem+json, like every other error.
+  `MAX_HEAD_BYTES`, however it arrives. uvicorn itself waits for a head forever and bounds its
+  size only with h11; a slowloris client dripping one header byte at a time would hold its
+  connection, and a place under `limit_concurrency`, for as long as it liked. What uvicorn
+  answers by itself (a request it cannot parse, connections shed by `limit_concurrency`) is
+  answered problem+json, like every other error.
 - `RequestTimeout`, ASGI middleware: a request that has not started its response within
   `BYLINE_REQUEST_TIMEOUT_SECONDS` is answered 503 problem+json with Retry-After. A handler on
   a worker thread cannot be stopped; it runs on, its answer is dropped, and a write it
@@ -36,12 +37,30 @@ MAX_HEAD_BYTES = 64 * 1024
 # closes: closing with unread input sends a reset, which can destroy the answer in flight.
 LINGER_SECONDS = 2.0
 
+# How a refused head is answered: its problem's kind and detail.
+_HEAD_PROBLEMS = {
+    HTTPStatus.BAD_REQUEST: ("malformed-request", "The request is not valid HTTP/1.1."),
+    HTTPStatus.REQUEST_TIMEOUT: (
+        "request-timeout",
+        "The request headers did not arrive in time.",
+    ),
+    HTTPStatus.REQUEST_URI_TOO_LONG: (
+        "uri-too-long",
+        f"The request target is longer than {MAX_HEAD_BYTES} bytes.",
+    ),
+    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: (
+        "headers-too-large",
+        f"The request line and headers are larger than {MAX_HEAD_BYTES} bytes.",
+    ),
+}
+
 
 def _problem_bytes(
-    status: int, kind: str, detail: str, *, retry_after: int
+    status: int, kind: str, detail: str, *, retry_after: int | None = None
 ) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """A problem's headers (with Retry-After and Connection: close) and body."""
-    response = problem_response(status, kind, detail, headers={"Retry-After": str(retry_after)})
+    """A problem's headers (with Connection: close, and Retry-After if given) and body."""
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    response = problem_response(status, kind, detail, headers=headers)
     return [*response.raw_headers, (b"connection", b"close")], bytes(response.body)
 
 
@@ -56,13 +75,27 @@ async def _overloaded(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+class _HeadRefused(Exception):
+    """Raised from a parser callback: the parser stops, and uvicorn calls send_400_response."""
+
+
 class SlowClientGuard(HttpToolsProtocol):
-    """uvicorn's httptools protocol, with a deadline and a size limit on each request head."""
+    """uvicorn's httptools protocol, with a deadline and a size limit on each request head, and
+    problem+json for every answer it gives itself.
+
+    The size is counted two ways, because httptools holds what it has not finished parsing:
+    the bytes of every chunk that leaves a head incomplete, and, when a chunk completes a head
+    and the bytes received could pass the limit, the head as parsed (a head that arrived in one
+    piece was never counted otherwise). A request target alone over the limit is a 414, any
+    other head over it a 431; a request httptools cannot parse (uvicorn's text/plain "Invalid
+    HTTP request received.") a 400."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
+        self._chunk_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
+        self._refusal: HTTPStatus | None = None
         self._refused = False
         # uvicorn gives a fresh connection no timeout at all before its first request.
         self._start_head_timer()
@@ -74,13 +107,14 @@ class SlowClientGuard(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # the rest of a refused head: read and dropped until the close
+        self._chunk_bytes = len(data)
         super().data_received(data)
         # The timer runs while a head is incomplete: a chunk that completed its head is never
         # counted, so the body that came with it does not count against the head.
-        if self._head_timer is not None:
+        if self._head_timer is not None and not self._refused:
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
-                self._refuse_head(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
+                self._refuse_head(self._oversized())
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -89,13 +123,33 @@ class SlowClientGuard(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_head_timer()
+        if (
+            self._head_bytes + self._chunk_bytes > MAX_HEAD_BYTES
+            and self._parsed_head_bytes() > MAX_HEAD_BYTES
+        ):
+            self._refusal = self._oversized()
+            raise _HeadRefused
         super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to a head the parser rejected, or that on_headers_complete refused.
+        self._refuse_head(self._refusal or HTTPStatus.BAD_REQUEST)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         # uvicorn's answer to `limit_concurrency` is a text/plain 503; ours is a problem.
         super()._start_asgi_task(
             cycle, cast(ASGI3Application, _overloaded) if app is service_unavailable else app
         )
+
+    def _parsed_head_bytes(self) -> int:
+        """The head's size as parsed: its target, and each header line (name, value, ": " and
+        CRLF)."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+
+    def _oversized(self) -> HTTPStatus:
+        if len(getattr(self, "url", b"")) > MAX_HEAD_BYTES:
+            return HTTPStatus.REQUEST_URI_TOO_LONG
+        return HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
 
     def _start_head_timer(self) -> None:
         self._head_bytes = 0
@@ -118,11 +172,9 @@ class SlowClientGuard(HttpToolsProtocol):
 
     def _refuse_head(self, status: HTTPStatus) -> None:
         self._stop_head_timer()
-        if status == HTTPStatus.REQUEST_TIMEOUT:
-            kind, detail = "request-timeout", "The request headers did not arrive in time."
-        else:
-            kind, detail = "headers-too-large", "The request line and headers are too large."
-        headers, body = _problem_bytes(status, kind, detail, retry_after=1)
+        kind, detail = _HEAD_PROBLEMS[status]
+        retry_after = 1 if status == HTTPStatus.REQUEST_TIMEOUT else None
+        headers, body = _problem_bytes(status, kind, detail, retry_after=retry_after)
         head = [f"HTTP/1.1 {status.value} {status.phrase}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in headers]
         self.transport.write(b"".join([*head, b"\r\n", body]))

@@ -20,7 +20,11 @@ def get_transparency(
     session: ReadSessionDep,
     month: Annotated[
         str | None,
-        Query(description="Only requests received in this UTC month, e.g. 2026-01."),
+        Query(
+            description="Only requests received in this UTC month, e.g. 2026-01.",
+            # Documented, and checked below with a message that says what a month is.
+            json_schema_extra={"pattern": r"^[1-9]\d{3}-(0[1-9]|1[0-2])$"},
+        ),
     ] = None,
 ) -> TransparencyReport:
     """Requests by reason and outcome, time to removal, share within 24 hours, breaches."""

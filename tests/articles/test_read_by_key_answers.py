@@ -94,5 +94,5 @@ def test_an_unexpected_error_in_a_read_by_key_is_a_500_problem(
 def test_a_wrong_method_on_a_read_by_key_is_a_405_problem(client: TestClient) -> None:
     response = client.delete("/v1/articles/1")
     assert response.status_code == 405
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
     assert response.headers["content-type"] == "application/problem+json"
