@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from app.clock import Clock
 from app.config import Settings
+from app.console import sessions as console_sessions
 from app.feeds.polls import FeedHandler
 from app.jobs.wakeups import listeners_for
 from app.jobs.worker import (
@@ -50,7 +51,7 @@ def removal_handler(settings: Settings, *, pause_after_removal: float = 0.0) -> 
 def takedown_sweeps(settings: Settings) -> list[Sweep]:
     """What the clock moves on: requests unconfirmed past their review window go to an
     operator, blocks-only requests complete, overdue requests are recorded as breaches, and
-    ended rate-limit windows are forgotten."""
+    ended rate-limit windows and console sessions are forgotten."""
 
     def advance(session: Session, now: datetime) -> int:
         return takedowns.advance_waiting_requests(session=session, settings=settings, now=now)
@@ -61,10 +62,14 @@ def takedown_sweeps(settings: Settings) -> list[Sweep]:
     def forget(session: Session, now: datetime) -> int:
         return takedowns.forget_ended_rate_windows(session=session, settings=settings, now=now)
 
+    def forget_sessions(session: Session, now: datetime) -> int:
+        return console_sessions.forget_ended_sessions(session=session, now=now)
+
     return [
         Sweep("requests_advanced", advance),
         Sweep("breaches_recorded", breaches),
         Sweep("rate_windows_forgotten", forget),
+        Sweep("console_sessions_forgotten", forget_sessions),
     ]
 
 

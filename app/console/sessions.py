@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlmodel import Session, col
 
 from app.auth import ApiKey, Scope, find_active_key, hash_secret
@@ -81,3 +81,14 @@ def sign_out(*, session: Session, operator: Operator, now: datetime) -> None:
         .values(ended_at=now)
     )
     audit.record(session=session, action=Action.console_signed_out, actor=operator.name, now=now)
+
+
+def forget_ended_sessions(*, session: Session, now: datetime) -> int:
+    """Delete sessions that ended (signed out) or expired: they can sign no one in, and the
+    audit keeps who signed in and out. For the workers' sweeps."""
+    ended = session.execute(
+        delete(ConsoleSession).where(
+            or_(col(ConsoleSession.ended_at).is_not(None), col(ConsoleSession.expires_at) <= now)
+        )
+    )
+    return int(ended.rowcount)  # type: ignore[attr-defined]

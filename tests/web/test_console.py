@@ -42,6 +42,7 @@ from tests.takedowns.factories import (
     tick,
 )
 from tests.web.factories import form_fields
+from tests.workers import removal_worker
 
 UNMATCHED = {"email": "agent@rights.example.org"}
 TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
@@ -243,6 +244,29 @@ def test_signing_out_ends_the_session_on_the_server(
     with new_session(engine) as session:
         actions = session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()  # type: ignore[call-overload, arg-type]
     assert actions == ["console_signed_in", "console_signed_out"]
+
+
+def test_ended_and_expired_sessions_are_forgotten_by_the_workers_sweep(
+    web_client: TestClient,
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    admin_key: str,
+) -> None:
+    signed_in(web_client, admin_key)
+    post(web_client, "/admin/logout", "/admin/takedowns")
+    signed_in(web_client, admin_key)  # expires in 8 h
+    signed_in(web_client, admin_key)  # still open when the sweep runs
+    with new_session(engine) as session:
+        assert len(session.scalars(select(ConsoleSession)).all()) == 3
+    clock.advance(timedelta(hours=1))
+    result = removal_worker(engine, settings, clock).run_once()
+    assert result.swept["console_sessions_forgotten"] == 1
+    clock.advance(timedelta(hours=8))
+    result = removal_worker(engine, settings, clock).run_once()
+    assert result.swept["console_sessions_forgotten"] == 2
+    with new_session(engine) as session:
+        assert session.scalars(select(ConsoleSession)).all() == []
 
 
 # CSRF --------------------------------------------------------------------------------------
