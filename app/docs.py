@@ -20,7 +20,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from app.errors import NotFound
 
-ASSETS_PATH = "/docs/assets"
+DOCS_PATH = "/docs"
+ASSETS_PATH = f"{DOCS_PATH}/assets"
 _PACKAGE_ASSETS = Path(str(files("fastapi_offline") / "static"))
 _OUR_ASSETS = Path(__file__).parent / "web" / "static"
 _ASSET_FILES = {
@@ -81,7 +82,7 @@ def docs_router(*, title: str, openapi_url: str) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     page = _swagger_page(title, openapi_url)
 
-    @router.get("/docs")
+    @router.get(DOCS_PATH)
     async def swagger_ui() -> HTMLResponse:
         """The API's documentation."""
         return HTMLResponse(page, headers=PAGE_HEADERS)

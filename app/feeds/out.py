@@ -32,6 +32,7 @@ from app.articles.routes import (
 )
 from app.articles.schemas import ArticleSummary, Attribution
 from app.cursor import NextPage, page_url
+from app.docs import DOCS_PATH
 from app.errors import problem_responses
 
 router = APIRouter(prefix="/v1", tags=["articles"])
@@ -86,7 +87,7 @@ def read_feed_page(request: Request, listing: ArticleListing) -> FeedPage:
         title=_feed_title(listing),
         # byline serves no web page: what the feed describes is the JSON list it mirrors.
         home_page_url=page_url(request, None, path=request.app.url_path_for("list_articles")),
-        about_url=f"{base}{request.app.docs_url}",
+        about_url=f"{base}{DOCS_PATH}",
         feed_url=page_url(request, None),
         page_url=page_url(request, request.query_params.get("cursor")),
         language=listing.filters.language.lower() if listing.filters.language else None,
