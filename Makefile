@@ -6,6 +6,7 @@ POSTGRES_URL ?= $(BYLINE_TEST_POSTGRES_URL)
 
 .PHONY: run test test-sqlite test-postgres lint bench load clean
 .PHONY: bench-tools bench-data bench-reads bench-ingest bench-profile bench-removals bench-report
+.PHONY: bench-feeds
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -84,6 +85,18 @@ bench-profile: bench-tools
 # latency; timed parts take /tmp/byline-bench.lock. Results: bench/out/removals.{json,md}.
 bench-removals: bench-tools
 	$(BENCH) bench.removals
+
+# Feed polling against lemon24's `reader` (bench/README.md, "Feeds"): BENCH_FEEDS feeds
+# (default 10,000; 1,000 is the quick pass) served on 127.0.0.1 by server processes of its
+# own; byline on PostgreSQL (1 and 4 worker processes, database byline_bench_feeds) and
+# SQLite (1), reader (1 and 4 workers), two cycles each. Results: bench/out/feeds-<N>.json.
+BENCH_FEEDS ?= 10000
+
+bench-feeds: $(VENV)/.installed-bench
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start; \
+	  for _ in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; }
+	$(BENCH) bench.feeds --feeds $(BENCH_FEEDS)
 
 bench-report:
 	@$(BENCH) bench.report

@@ -82,6 +82,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).propagate = True
     # Replaced by byline.access, which logs the route template and never the query string.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO with its whole URL: a feed's or a webhook's query
+    # string may carry its owner's token. Feeds and deliveries record their own outcomes.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Metrics:
