@@ -1,16 +1,22 @@
 """Fetching feeds politely: a batch at a time, concurrently, at most `feeds_per_host` at once
-to one host; conditional GET; redirects followed by hand (at most five, each hop through the
-address guard); the body cut off past `feeds_max_bytes` as it streams in (decompressed, so a
-compression bomb stops there too); one deadline for the whole fetch, redirects included.
+to one host (`host:port`); conditional GET; redirects followed by hand (at most five, each hop
+through the address guard); the body cut off past `feeds_max_bytes` as it streams in
+(decompressed, so a compression bomb stops there too); one deadline for the whole fetch,
+redirects included.
+
+A fetcher keeps one event loop and one client for its worker's life: connections to a host
+are kept alive from one batch to the next (no new TCP and TLS handshake per poll), and the
+per-host limit holds across batches and for everything fetched (robots.txt too).
 """
 
 import asyncio
 import ssl
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -18,7 +24,9 @@ import httpx
 from app.config import Settings
 from app.outbound import REFUSED, AddressRefused, guarded_async_transport
 
+T = TypeVar("T")
 MAX_REDIRECTS = 5
+DRAIN_MAX_BYTES = 64 * 1024
 REDIRECTS = {301, 302, 303, 307, 308}
 PERMANENT_REDIRECTS = {301, 308}
 ACCEPT = (
@@ -78,46 +86,57 @@ class BodyTooLarge(Exception):
 
 
 class Fetcher:
-    """Fetches many URLs at once within one event loop run (`fetch_all`)."""
+    """Fetches many URLs at once on its own event loop (`run`), from one worker thread."""
 
     def __init__(self, *, settings: Settings) -> None:
         self.settings = settings
-        # Loading the CA bundle costs more than a fetch: once per fetcher, not per client.
+        # Loading the CA bundle costs more than a fetch: once per fetcher.
         self.ssl_context = ssl.create_default_context()
+        self._loop = asyncio.new_event_loop()
+        self._client: httpx.AsyncClient | None = None
+        self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(settings.feeds_per_host)
+        )
 
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` to its end on the fetcher's loop (one call at a time)."""
+        return self._loop.run_until_complete(work)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._loop.run_until_complete(self._client.aclose())
+        self._loop.close()
+
+    @property
     def client(self) -> httpx.AsyncClient:
-        """A client for one batch (an AsyncClient belongs to the event loop it runs on)."""
-        return httpx.AsyncClient(
-            transport=guarded_async_transport(
-                allow_private=self.settings.allow_private_networks,
-                verify=self.ssl_context,
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            ),
-            timeout=httpx.Timeout(self.settings.feeds_timeout_seconds),
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": user_agent(self.settings)},
-        )
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                transport=guarded_async_transport(
+                    allow_private=self.settings.allow_private_networks,
+                    verify=self.ssl_context,
+                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                ),
+                timeout=httpx.Timeout(self.settings.feeds_timeout_seconds),
+                follow_redirects=False,
+                trust_env=False,
+                headers={"User-Agent": user_agent(self.settings)},
+            )
+        return self._client
 
-    async def fetch_all(
-        self, client: httpx.AsyncClient, requests: Sequence[FetchRequest]
-    ) -> list[Fetched]:
-        """Fetch each request, at most `feeds_per_host` at a time per host; in order."""
-        per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(self.settings.feeds_per_host)
-        )
+    async def fetch_all(self, requests: Sequence[FetchRequest]) -> list[Fetched]:
+        """Fetch each request (see `fetch`); the answers in order."""
+        return list(await asyncio.gather(*(self.fetch(request) for request in requests)))
 
-        async def one(request: FetchRequest) -> Fetched:
-            async with per_host[urlsplit(request.url).netloc.lower()]:
-                return await self.fetch(client, request)
+    async def fetch(self, request: FetchRequest) -> Fetched:
+        """One fetch once its host has a free slot, never raising: its answer or why there
+        is none. Waiting for the slot is not counted against the fetch's deadline."""
+        async with self._per_host[urlsplit(request.url).netloc.lower()]:
+            return await self._fetch(request)
 
-        return list(await asyncio.gather(*(one(request) for request in requests)))
-
-    async def fetch(self, client: httpx.AsyncClient, request: FetchRequest) -> Fetched:
-        """One fetch, never raising: its answer or why there is none."""
+    async def _fetch(self, request: FetchRequest) -> Fetched:
         try:
             async with asyncio.timeout(self.settings.feeds_timeout_seconds):
-                return await self._follow(client, request)
+                return await self._follow(request)
         except TimeoutError:
             seconds = self.settings.feeds_timeout_seconds
             return Fetched(
@@ -133,7 +152,7 @@ class Fetcher:
         except httpx.HTTPError as exc:
             return Fetched(url=request.url, error=describe_http_error(exc))
 
-    async def _follow(self, client: httpx.AsyncClient, request: FetchRequest) -> Fetched:
+    async def _follow(self, request: FetchRequest) -> Fetched:
         url = request.url
         permanent = True
         headers = {"Accept": request.accept}
@@ -142,8 +161,10 @@ class Fetcher:
         if request.last_modified:
             headers["If-Modified-Since"] = request.last_modified
         for _ in range(MAX_REDIRECTS + 1):
-            async with client.stream("GET", url, headers=headers) as response:
+            async with self.client.stream("GET", url, headers=headers) as response:
                 location = response.headers.get("location")
+                if response.status_code != 200:
+                    await _drain(response)
                 if response.status_code in REDIRECTS and location:
                     target = urljoin(url, location.strip())
                     if urlsplit(target).scheme not in ("http", "https"):
@@ -174,6 +195,14 @@ class Fetcher:
                 raise BodyTooLarge()
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read a short answer's body we do not use (a 404's page, a redirect's note), so that
+    its connection can carry the next request; a long one is left to close its connection."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= DRAIN_MAX_BYTES:
+        await response.aread()
 
 
 def describe_http_error(exc: httpx.HTTPError) -> str:

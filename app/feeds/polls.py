@@ -82,12 +82,17 @@ class FeedHandler(JobHandler):
             self._fetcher = Fetcher(settings=self.settings)
         return self._fetcher
 
+    def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
+            self._fetcher = None
+
     def run(self, batch: Sequence[ClaimedFeed], job: JobRun) -> None:
         polled = [Polled(feed) for feed in batch]
         self._look_for_opt_outs(polled, job)
         to_fetch = [p for p in polled if p.opted_out is None]
         if to_fetch:
-            asyncio.run(self._fetch(to_fetch, job))
+            self.fetcher.run(self._fetch(to_fetch, job))
         for index, item in enumerate(polled):
             if job.stop.is_set() and item.fetched is None and item.opted_out is None:
                 self.give_back(job, [p.feed.id for p in polled[index:]])
@@ -114,33 +119,24 @@ class FeedHandler(JobHandler):
         fetcher = self.fetcher
         renewing = asyncio.create_task(self._renew_leases([p.feed.id for p in polled], job))
         try:
-            async with fetcher.client() as client:
-                requests = [
-                    FetchRequest(
-                        url=p.feed.url, etag=p.feed.etag, last_modified=p.feed.last_modified
-                    )
-                    for p in polled
-                ]
-                for item, fetched in zip(
-                    polled, await fetcher.fetch_all(client, requests), strict=True
-                ):
-                    item.fetched = fetched
-                    self._parse(item)
-                urls = [
-                    entry["source_url"]
-                    for item in polled
-                    if item.parsed is not None
-                    for entry in item.parsed.entries
-                ]
-                now = job.moment()
-                missing = sorted(self.reservations.missing(urls, now))
-
-                async def learn(origin: str) -> None:
-                    await self.reservations.learn(
-                        [origin], lambda request: fetcher.fetch(client, request), now
-                    )
-
-                await asyncio.gather(*(learn(origin) for origin in missing))
+            requests = [
+                FetchRequest(url=p.feed.url, etag=p.feed.etag, last_modified=p.feed.last_modified)
+                for p in polled
+            ]
+            for item, fetched in zip(polled, await fetcher.fetch_all(requests), strict=True):
+                item.fetched = fetched
+                self._parse(item)
+            urls = [
+                entry["source_url"]
+                for item in polled
+                if item.parsed is not None
+                for entry in item.parsed.entries
+            ]
+            now = job.moment()
+            missing = sorted(self.reservations.missing(urls, now))
+            await asyncio.gather(
+                *(self.reservations.learn([origin], fetcher.fetch, now) for origin in missing)
+            )
         finally:
             renewing.cancel()
         for item in polled:

@@ -23,6 +23,7 @@ class Answer:
 class Asked:
     path: str
     headers: dict[str, str]
+    client_port: int = 0  # which connection asked
 
 
 Route = Answer | Callable[[Asked], Answer]
@@ -59,7 +60,8 @@ class FeedServer:
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
-                asked = Asked(self.path, {k.lower(): v for k, v in self.headers.items()})
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                asked = Asked(self.path, headers, self.client_address[1])
                 peer.asked.append(asked)
                 peer.arrived.set()
                 if self.path in peer.held_paths:

@@ -72,6 +72,11 @@ def run_feeds(
     engine: Engine, settings: Settings, clock: Clock, handler: FeedHandler | None = None
 ) -> TickResult:
     """One tick of the feeds' worker at the clock's time (a handler kept across ticks keeps
-    its cache of hosts' reservations)."""
+    its connections and its cache of hosts' reservations; one made here is closed)."""
+    own = handler is None
     handler = handler or FeedHandler(settings=settings)
-    return feed_worker(engine, settings, clock, handler).run_once()
+    try:
+        return feed_worker(engine, settings, clock, handler).run_once()
+    finally:
+        if own:
+            handler.close()

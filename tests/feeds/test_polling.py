@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlmodel import col
 
+from app import background
 from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.config import Settings
@@ -722,7 +723,32 @@ def test_workers_share_the_feeds_and_fetch_each_once(
             handler.batch_size = 3  # several claims each, interleaved
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda worker: worker.run_once(), workers))
+    background.close(workers)
 
     assert sum(result.of("feed")["fetched"] for result in results) == 24
     assert all(len(feed_server.requests_to(f"/f/{n}")) == 1 for n in range(24))
     assert len(articles(client)) == 24
+
+
+def test_a_worker_keeps_its_connection_to_a_host_between_polls(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    feed_server: FeedServer,
+) -> None:
+    """No new TCP (and TLS) handshake per poll: the next batch reuses the connection."""
+    feed_server.routes["/rss"] = Answer(
+        200, rss([rss_item(1, host=feed_server.base)]), {"Content-Type": RSS}
+    )
+    subscribe(client, ingest_headers, feed_server.url("/rss"))
+    handler = FeedHandler(settings=settings)
+    try:
+        run_feeds(engine, settings, clock, handler)
+        clock.advance(timedelta(days=1))
+        run_feeds(engine, settings, clock, handler)
+    finally:
+        handler.close()
+    first, second = feed_server.requests_to("/rss")
+    assert first.client_port == second.client_port

@@ -221,6 +221,7 @@ def test_fetch_now_wakes_a_running_worker(
         assert feed_server.arrived.wait(10)
     finally:
         assert running.stop(timeout=30)
+        background.close([worker])
     assert len(feed_server.requests_to("/rss")) == fetched_before + 1
 
 
