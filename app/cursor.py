@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from app.errors import ProblemError
 
@@ -96,3 +97,9 @@ class NextPage:
     def link(self) -> str:
         """The Link header to it."""
         return f'<{self.url}>; rel="next"'
+
+
+def link_next_page(request: Request, response: Response, cursor: str | None) -> None:
+    """The Link header to the page at `cursor` (this request's list), when there is one."""
+    if cursor is not None:
+        response.headers["Link"] = NextPage(cursor, page_url(request, cursor)).link

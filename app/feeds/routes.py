@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from app.auth import IngestKey
-from app.cursor import NextPage, page_url, parse_int, seal, unseal
+from app.cursor import link_next_page, parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.feeds import service
@@ -68,8 +68,7 @@ def list_feeds(
     after_id = parse_int(unseal(_CURSOR_KEY, cursor, 1)[0]) if cursor else None
     feeds = service.list_feeds(session=session, state=status, after_id=after_id, limit=limit)
     next_cursor = seal(_CURSOR_KEY, str(feeds[-1].id)) if len(feeds) == limit else None
-    if next_cursor:
-        response.headers["Link"] = NextPage(next_cursor, page_url(request, next_cursor)).link
+    link_next_page(request, response, next_cursor)
     return FeedsPublic(items=[FeedPublic.of(feed) for feed in feeds], next_cursor=next_cursor)
 
 

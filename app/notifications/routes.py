@@ -1,12 +1,11 @@
 """Operators register webhook endpoints and read their delivery logs (scope `admin`)."""
 
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.auth import AdminKey
-from app.cursor import parse_int, seal, unseal
+from app.cursor import link_next_page, parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.jobs.models import JobStatus
@@ -117,11 +116,7 @@ def list_webhook_deliveries(
         session=session, endpoint_id=endpoint_id, status=status, before_id=before_id, limit=limit
     )
     next_cursor = seal(_CURSOR_KEY, str(rows[-1][0].id)) if len(rows) == limit else None
-    if next_cursor:
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        query = urlencode({**params, "cursor": next_cursor})
-        base = request.app.state.settings.public_base_url
-        response.headers["Link"] = f'<{base}{request.url.path}?{query}>; rel="next"'
+    link_next_page(request, response, next_cursor)
     return DeliveriesPublic(
         items=[DeliveryPublic.of(delivery, event) for delivery, event in rows],
         next_cursor=next_cursor,

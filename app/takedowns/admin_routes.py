@@ -2,12 +2,12 @@
 name is the actor in the audit log."""
 
 from typing import Annotated, Literal
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from sqlmodel import Session
 
 from app.auth import AdminKey
+from app.cursor import link_next_page
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.takedowns import audit, blocks, service
@@ -30,14 +30,6 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_respons
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=400, description="`next_cursor` of a page.")]
 TakedownId = Annotated[str, Path(max_length=36)]
-
-
-def _next_link(request: Request, response: Response, next_cursor: str | None) -> None:
-    if next_cursor:
-        params = {k: v for k, v in request.query_params.items() if k != "cursor"}
-        base = request.app.state.settings.public_base_url
-        query = urlencode({**params, "cursor": next_cursor})
-        response.headers["Link"] = f'<{base}{request.url.path}?{query}>; rel="next"'
 
 
 def _detail(request: Request, session: Session, takedown: Takedown) -> TakedownAdmin:
@@ -73,7 +65,7 @@ def list_takedowns(
         now=now,
     )
     next_cursor = encode_received(rows[-1].received_at, rows[-1].id) if len(rows) == limit else None
-    _next_link(request, response, next_cursor)
+    link_next_page(request, response, next_cursor)
     return TakedownsAdmin(
         items=[TakedownSummary.of(t, overdue=service.is_overdue(t, now)) for t in rows],
         next_cursor=next_cursor,
@@ -172,7 +164,7 @@ def list_audit(
         limit=limit,
     )
     next_cursor = encode_id(rows[-1].id or 0) if len(rows) == limit else None
-    _next_link(request, response, next_cursor)
+    link_next_page(request, response, next_cursor)
     return AuditEventsPublic(
         items=[AuditEventPublic.of(event) for event in rows], next_cursor=next_cursor
     )
@@ -198,7 +190,7 @@ def list_blocks(
         limit=limit,
     )
     next_cursor = encode_id(rows[-1].id or 0) if len(rows) == limit else None
-    _next_link(request, response, next_cursor)
+    link_next_page(request, response, next_cursor)
     return BlocksPublic(items=[BlockPublic.of(block) for block in rows], next_cursor=next_cursor)
 
 
