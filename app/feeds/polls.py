@@ -30,7 +30,7 @@ from app.feeds.reservations import Reservations, answer_reservation
 from app.feeds.service import FEEDS, ClaimedFeed, F
 from app.jobs.queue import RetryPolicy
 from app.jobs.worker import JobHandler, JobRun, describe_error
-from app.takedowns.blocks import find_domain_block
+from app.takedowns.blocks import find_domain_blocks
 
 logger = logging.getLogger("byline.feeds")
 
@@ -106,12 +106,22 @@ class FeedHandler(JobHandler):
             job.count(outcome)
 
     def _look_for_opt_outs(self, polled: Sequence[Polled], job: JobRun) -> None:
+        """Each feed's opt-out: a block of its host's or its publisher's domain (one query)."""
+        hosts = {
+            item.feed.id: [
+                urlsplit(url).hostname or ""
+                for url in (item.feed.url, item.feed.publisher_url)
+                if url
+            ]
+            for item in polled
+        }
         with new_session(job.engine) as session:
-            for item in polled:
-                hosts = [urlsplit(item.feed.url).hostname or ""]
-                if item.feed.publisher_url:
-                    hosts.append(urlsplit(item.feed.publisher_url).hostname or "")
-                item.opted_out = find_domain_block(session=session, hosts=hosts)
+            blocks = find_domain_blocks(
+                session=session, hosts=[host for each in hosts.values() for host in each]
+            )
+        for item in polled:
+            found = [blocks[host] for host in hosts[item.feed.id] if host in blocks]
+            item.opted_out = min(found, key=lambda block: block.id or 0) if found else None
 
     async def _fetch(self, polled: Sequence[Polled], job: JobRun) -> None:
         """Fetch and parse the feeds, then learn the reservations of their entries' hosts;

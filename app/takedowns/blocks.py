@@ -53,12 +53,15 @@ def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str
     return found
 
 
-def find_domain_block(*, session: Session, hosts: Iterable[str]) -> Block | None:
-    """An active block of one of `hosts` or of a parent domain (a publisher that opted out)."""
-    domains = {d for host in hosts if host for d in domain_and_parents(host.removeprefix("www."))}
+def find_domain_blocks(*, session: Session, hosts: Iterable[str]) -> dict[str, Block]:
+    """The active block, if any, of each of `hosts` or of a parent domain (a publisher that
+    opted out), in one query: {host: block}; the oldest block when several hold."""
+    parents = {host: domain_and_parents(host.removeprefix("www.")) for host in set(hosts) if host}
+    domains = {domain for chain in parents.values() for domain in chain}
     if not domains:
-        return None
-    return session.scalars(
+        return {}
+    by_domain: dict[str, Block] = {}
+    for block in session.scalars(
         select(Block)
         .where(
             col(Block.lifted_at).is_(None),
@@ -66,8 +69,14 @@ def find_domain_block(*, session: Session, hosts: Iterable[str]) -> Block | None
             col(Block.value).in_(domains),
         )
         .order_by(col(Block.id))
-        .limit(1)
-    ).first()
+    ):
+        by_domain.setdefault(block.value, block)
+    found = {}
+    for host, chain in parents.items():
+        blocks = [by_domain[domain] for domain in chain if domain in by_domain]
+        if blocks:
+            found[host] = min(blocks, key=lambda block: block.id or 0)
+    return found
 
 
 def add_block(

@@ -752,3 +752,56 @@ def test_a_worker_keeps_its_connection_to_a_host_between_polls(
         handler.close()
     first, second = feed_server.requests_to("/rss")
     assert first.client_port == second.client_port
+
+
+def test_one_batch_pauses_only_the_feeds_whose_publisher_opted_out(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    feed_server: FeedServer,
+) -> None:
+    """The opt-outs of a batch are looked up together: a block of a parent domain pauses
+    the feeds under it, a lifted block or another domain's pauses nothing."""
+    for path in ("/a", "/b", "/c"):
+        feed_server.routes[path] = Answer(
+            200, rss([rss_item(len(path), host=feed_server.base)]), {"Content-Type": RSS}
+        )
+    blocked = subscribe(
+        client,
+        ingest_headers,
+        feed_server.url("/a"),
+        publisher={"name": "A", "url": "https://news.blocked.example"},
+    )
+    lifted = subscribe(
+        client,
+        ingest_headers,
+        feed_server.url("/b"),
+        publisher={"name": "B", "url": "https://lifted.example"},
+    )
+    free = subscribe(
+        client,
+        ingest_headers,
+        feed_server.url("/c"),
+        publisher={"name": "C", "url": "https://free.example"},
+    )
+    with new_session(engine) as session, session.begin():
+        add_block(
+            session=session, kind="domain", value="blocked.example", takedown_id=None, now=NOW
+        )
+        old, _ = add_block(
+            session=session, kind="domain", value="lifted.example", takedown_id=None, now=NOW
+        )
+        assert old.id is not None
+        lift_block(session=session, block_id=old.id, actor="operator", reason="wrong", now=NOW)
+
+    run_feeds(engine, settings, clock)
+
+    states = {
+        feed["id"]: client.get(f"/v1/feeds/{feed['id']}", headers=ingest_headers).json()["status"]
+        for feed in (blocked, lifted, free)
+    }
+    assert states == {blocked["id"]: "paused", lifted["id"]: "active", free["id"]: "active"}
+    assert feed_server.requests_to("/a") == []
+    assert len(feed_server.requests_to("/b")) == len(feed_server.requests_to("/c")) == 1
