@@ -37,6 +37,8 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
+from app.errors import FieldError, InvalidInput
+
 REFUSED = "refused: not a public address"
 
 Resolver = Callable[[str, int], list[str]]
@@ -116,6 +118,15 @@ def check_url(url: str, *, allow_private: bool, resolve: Resolver | None = None)
     except OSError:
         return
     _refuse_unless_public(addresses)
+
+
+def refuse_internal_url(url: str, *, allow_private: bool) -> None:
+    """`check_url` for a URL being registered: a refusal is a 422 naming `url`. Call it
+    before the first query of a write (a slow DNS answer must not hold SQLite's write turn)."""
+    try:
+        check_url(url, allow_private=allow_private)
+    except (AddressRefused, ValueError) as exc:
+        raise InvalidInput([FieldError(field="url", message=str(exc))]) from None
 
 
 def _host_and_port(url: str) -> tuple[str, int]:

@@ -11,7 +11,7 @@ blocked is not fetched: it is paused until the block is lifted (looked at again 
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,9 +189,10 @@ class FeedHandler(JobHandler):
         """Record what became of one feed, if this worker still holds it; its outcome."""
         feed = item.feed
         minimum = self.settings.feeds_min_interval
-        schedule: Callable[[timedelta, timedelta], datetime] = lambda interval, asked: (  # noqa: E731
-            pace.next_fetch_at(now, interval, asked=asked, rng=self.rng)
-        )
+
+        def schedule(interval: timedelta, asked: timedelta) -> datetime:
+            return pace.next_fetch_at(now, interval, asked=asked, rng=self.rng)
+
         if item.opted_out is not None:
             return service.record_opted_out(
                 session, feed, item.opted_out, run_at=now + OPT_OUT_RECHECK, now=now, owner=owner

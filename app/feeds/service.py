@@ -24,7 +24,7 @@ from app.feeds.parsing import ParsedFeed
 from app.jobs.models import JobStatus
 from app.jobs.queue import JobQueue
 from app.jobs.wakeups import wake
-from app.outbound import REFUSED, AddressRefused, check_url
+from app.outbound import refuse_internal_url
 from app.takedowns import audit
 from app.takedowns.audit import Action
 from app.takedowns.blocks import find_blocked
@@ -63,14 +63,6 @@ class ClaimedFeed:
 # Subscriptions --------------------------------------------------------------------------------
 
 
-def check_feed_url(url: str, *, allow_private: bool) -> None:
-    """Refuse (422, field `url`) a URL whose host is or resolves to an internal address."""
-    try:
-        check_url(url, allow_private=allow_private)
-    except AddressRefused:
-        raise InvalidInput([FieldError(field="url", message=REFUSED)]) from None
-
-
 def find_feed_by_url(*, session: Session, url: str) -> Feed | None:
     return session.scalars(select(Feed).where(F.c.url == url)).first()
 
@@ -88,7 +80,7 @@ def subscribe(
     allow_private: bool,
 ) -> Feed:
     """Subscribe to a feed, fetched at once. 409 when the URL is already subscribed to."""
-    check_feed_url(url, allow_private=allow_private)
+    refuse_internal_url(url, allow_private=allow_private)
     existing = find_feed_by_url(session=session, url=url)
     if existing is not None:
         raise Conflict(f"Feed {existing.id} already has this URL.")
@@ -251,25 +243,32 @@ def import_opml(
 ) -> list[OpmlItem]:
     """Subscribe to every feed of an OPML document (a feed reader's export): each answered
     created, exists (with its id) or invalid (with why)."""
-    items = []
-    for url in opml_feed_urls(document):
+    # Every URL checked, addresses included, before the first write: DNS must not hold
+    # SQLite's write turn.
+    malformed: dict[str, list[FieldError]] = {}
+    refused: dict[str, list[FieldError]] = {}
+    urls = opml_feed_urls(document)
+    for url in urls:
         try:
             FEED_URL.validate_python(url)
         except ValidationError as exc:
             message = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
-            items.append(
-                OpmlItem(
-                    url=url[:2048],
-                    status="invalid",
-                    errors=[FieldError(field="url", message=message)],
-                )
-            )
-            continue
-        existing = find_feed_by_url(session=session, url=url)
-        if existing is not None:
-            items.append(OpmlItem(url=url, status="exists", id=existing.id))
+            malformed[url] = [FieldError(field="url", message=message)]
             continue
         try:
+            refuse_internal_url(url, allow_private=allow_private)
+        except InvalidInput as exc:
+            refused[url] = list(exc.errors or [])
+    items = []
+    for url in urls:
+        existing = None if url in malformed else find_feed_by_url(session=session, url=url)
+        if url in malformed:
+            items.append(OpmlItem(url=url[:2048], status="invalid", errors=malformed[url]))
+        elif existing is not None:
+            items.append(OpmlItem(url=url, status="exists", id=existing.id))
+        elif url in refused:
+            items.append(OpmlItem(url=url, status="invalid", errors=refused[url]))
+        else:
             feed = subscribe(
                 session=session,
                 url=url,
@@ -279,12 +278,9 @@ def import_opml(
                 tags=(),
                 actor=actor,
                 now=now,
-                allow_private=allow_private,
+                allow_private=True,  # its address was checked above
             )
-        except InvalidInput as exc:
-            items.append(OpmlItem(url=url, status="invalid", errors=list(exc.errors or [])))
-            continue
-        items.append(OpmlItem(url=url, status="created", id=feed.id))
+            items.append(OpmlItem(url=url, status="created", id=feed.id))
     return items
 
 

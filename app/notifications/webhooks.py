@@ -21,7 +21,7 @@ import httpx
 from sqlalchemy import delete, func, select
 from sqlmodel import Session, col
 
-from app.errors import Conflict, FieldError, InvalidInput, NotFound
+from app.errors import Conflict, NotFound
 from app.jobs.models import OPEN_STATUSES, JobStatus
 from app.notifications.models import (
     EventKind,
@@ -29,7 +29,7 @@ from app.notifications.models import (
     WebhookEndpoint,
     WebhookEvent,
 )
-from app.outbound import AddressRefused, check_url
+from app.outbound import refuse_internal_url
 
 SIGNATURE_HEADER = "X-Byline-Signature"
 SECRET_PREFIX = "whsec_"
@@ -53,10 +53,7 @@ def create_endpoint(
     """Register an endpoint; its signing secret is returned (shown once by the API). A URL
     at a non-public address is refused unless `allow_private` (app/outbound.py)."""
     # Before the first query: a slow DNS answer must not hold SQLite's write turn.
-    try:
-        check_url(url, allow_private=allow_private)
-    except (AddressRefused, ValueError) as exc:
-        raise InvalidInput([FieldError(field="url", message=str(exc))]) from None
+    refuse_internal_url(url, allow_private=allow_private)
     count = session.scalar(select(func.count()).select_from(WebhookEndpoint))
     if (count or 0) >= MAX_ENDPOINTS:
         raise Conflict(f"At most {MAX_ENDPOINTS} webhook endpoints; delete one first.")
