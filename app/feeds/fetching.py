@@ -114,7 +114,9 @@ class Fetcher:
                 transport=guarded_async_transport(
                     allow_private=self.settings.allow_private_networks,
                     verify=self.ssl_context,
-                    limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+                    limits=httpx.Limits(
+                        max_connections=100, max_keepalive_connections=100, keepalive_expiry=30
+                    ),
                 ),
                 timeout=httpx.Timeout(self.settings.feeds_timeout_seconds),
                 follow_redirects=False,
@@ -198,10 +200,12 @@ class Fetcher:
 
 
 async def _drain(response: httpx.Response) -> None:
-    """Read a short answer's body we do not use (a 404's page, a redirect's note), so that
-    its connection can carry the next request; a long one is left to close its connection."""
+    """Read a short answer's body we do not use (a 404's page, a redirect's note; a 304 has
+    none, but its end must still be read), so that its connection can carry the next request;
+    a long one is left to close its connection."""
     declared = response.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) <= DRAIN_MAX_BYTES:
+    bodiless = response.status_code in (204, 304)
+    if bodiless or (declared.isdigit() and int(declared) <= DRAIN_MAX_BYTES):
         await response.aread()
 
 

@@ -93,9 +93,12 @@ class FeedHandler(JobHandler):
         to_fetch = [p for p in polled if p.opted_out is None]
         if to_fetch:
             self.fetcher.run(self._fetch(to_fetch, job))
-        for index, item in enumerate(polled):
+        not_modified = [item for item in polled if _plainly_not_modified(item)]
+        self._record_not_modified(not_modified, job)
+        rest = [item for item in polled if not _plainly_not_modified(item)]
+        for index, item in enumerate(rest):
             if job.stop.is_set() and item.fetched is None and item.opted_out is None:
-                self.give_back(job, [p.feed.id for p in polled[index:]])
+                self.give_back(job, [p.feed.id for p in rest[index:]])
                 return
             now = job.moment()
             try:
@@ -104,6 +107,32 @@ class FeedHandler(JobHandler):
             except Exception as exc:
                 outcome = self._fail(item.feed, exc, now, job)
             job.count(outcome)
+
+    def _record_not_modified(self, items: Sequence[Polled], job: JobRun) -> None:
+        """The batch's 304s, in one transaction."""
+        if not items:
+            return
+        now = job.moment()
+        run_at = {item.feed.id: self._not_modified_until(item, now) for item in items}
+        try:
+            with job.transaction() as session:
+                recorded = service.record_not_modified(session, run_at, now=now, owner=job.owner)
+        except Exception as exc:
+            for item in items:
+                job.count(self._fail(item.feed, exc, now, job))
+            return
+        job.count("not_modified", len(recorded))
+        job.count("lost", len(items) - len(recorded))
+
+    def _not_modified_until(self, item: Polled, now: datetime) -> datetime:
+        """When a feed that answered 304 is fetched next: at its pace, never sooner than the
+        server asked."""
+        fetched = item.fetched
+        assert fetched is not None
+        interval = timedelta(seconds=item.feed.interval_seconds or 0) or pace.DEFAULT_INTERVAL
+        asked = pace.asked_wait(fetched.headers, ttl=None, retry_after=fetched.retry_after(now))
+        minimum = self.settings.feeds_min_interval
+        return pace.next_fetch_at(now, max(interval, minimum), asked=asked, rng=self.rng)
 
     def _look_for_opt_outs(self, polled: Sequence[Polled], job: JobRun) -> None:
         """Each feed's opt-out: a block of its host's or its publisher's domain (one query)."""
@@ -207,11 +236,9 @@ class FeedHandler(JobHandler):
         if fetched.status == 410:
             return service.record_gone(session, feed, now=now, owner=owner)
         if fetched.status == 304:
-            interval = timedelta(seconds=feed.interval_seconds or 0) or pace.DEFAULT_INTERVAL
-            asked = pace.asked_wait(fetched.headers, ttl=None, retry_after=retry_after)
-            return service.record_not_modified(
-                session, feed, now=now, owner=owner, run_at=schedule(max(interval, minimum), asked)
-            )
+            run_at = {feed.id: self._not_modified_until(item, now)}
+            recorded = service.record_not_modified(session, run_at, now=now, owner=owner)
+            return "not_modified" if recorded else "lost"
         if item.parsed is None:
             why = item.parse_error or fetched.error or _http_status(fetched)
             errors = feed.consecutive_errors + 1
@@ -246,6 +273,16 @@ class FeedHandler(JobHandler):
         failure = self.record_failure(job, job_id=feed.id, error=error, now=now)
         logger.error("feed not recorded: %s", error, extra={"feed_id": feed.id})
         return "lost" if failure is None else "retried"
+
+
+def _plainly_not_modified(item: Polled) -> bool:
+    """A 304 from a feed that was not paused: nothing to record but its next fetch."""
+    return (
+        item.opted_out is None
+        and item.feed.opted_out_block_id is None
+        and item.fetched is not None
+        and item.fetched.status == 304
+    )
 
 
 def _http_status(fetched: Fetched) -> str:

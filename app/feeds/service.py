@@ -383,8 +383,10 @@ def record_gone(session: Session, feed: ClaimedFeed, *, now: datetime, owner: st
 
 
 def record_not_modified(
-    session: Session, feed: ClaimedFeed, *, now: datetime, owner: str, run_at: datetime
-) -> str:
+    session: Session, run_at: Mapping[int, datetime], *, now: datetime, owner: str
+) -> set[int]:
+    """Feeds that answered 304, each queued for its `run_at`, in one statement (most polls
+    end here); the ids recorded, a feed missing was lost."""
     values = {
         "last_fetched_at": now,
         "last_status": "HTTP 304 Not Modified",
@@ -392,7 +394,9 @@ def record_not_modified(
         "fetches": F.c.fetches + 1,
         "not_modified": F.c.not_modified + 1,
     }
-    return "not_modified" if _reschedule(session, feed, owner, run_at, values) else "lost"
+    return FEEDS.reschedule(
+        session=session, ids=list(run_at), owner=owner, run_at=run_at, values=values
+    )
 
 
 def record_error(

@@ -11,7 +11,7 @@ A try is counted when its row is claimed, and given back when a claim is release
 a row whose worker dies every time runs out of attempts instead of looping.
 """
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -219,20 +219,27 @@ class JobQueue:
         session: Session,
         ids: Collection[int],
         owner: str,
-        run_at: datetime,
+        run_at: datetime | Mapping[int, datetime],
         values: dict[str, Any] | None = None,
     ) -> set[int]:
         """Queue rows `owner` holds again for `run_at` (recurring work, its run a success),
-        writing `values` too: their tries start afresh. The ids queued again; a row missing
-        was lost."""
+        one moment for all or one per id, writing `values` too: their tries start afresh.
+        The ids queued again; a row missing was lost."""
         if not ids:
             return set()
+        when: Any = run_at
+        if isinstance(run_at, Mapping):
+            moment_type = self.c.run_at.type
+            when = case(
+                {job_id: literal(at, moment_type) for job_id, at in run_at.items()},
+                value=self.c.id,
+            )
         queued = session.scalars(
             update(self.table)
             .where(self.held(ids, owner))
             .values(
                 status=JobStatus.queued.value,
-                run_at=run_at,
+                run_at=when,
                 attempts=0,
                 last_error=None,
                 lease_owner=None,

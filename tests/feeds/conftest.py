@@ -71,7 +71,8 @@ class FeedServer:
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():
                     self.send_header(name, value)
-                if "Content-Length" not in answer.headers:
+                # A 304 has no body, and says nothing of its length (as most servers do).
+                if "Content-Length" not in answer.headers and answer.status not in (204, 304):
                     self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 # byline may stop reading (a body over the limit)

@@ -178,6 +178,30 @@ def test_recurring_work_is_rescheduled_with_its_tries_afresh(
     )  # fmt: skip
 
 
+def test_rows_are_rescheduled_each_for_its_own_moment_in_one_statement(
+    engine: Engine, clock: FrozenClock
+) -> None:
+    now = clock.now()
+    first, second, lost = add_jobs(engine, 3, run_at=now, now=now)
+    claim(engine, "w", now)
+    with new_session(writer(engine)) as session, session.begin():
+        session.execute(QUEUE.table.update().where(QUEUE.c.id == lost).values(lease_owner="v"))
+    moments = {
+        first: now + timedelta(minutes=5),
+        second: now + timedelta(hours=3),
+        lost: now + timedelta(days=1),
+    }
+    with new_session(writer(engine)) as session, session.begin():
+        assert QUEUE.reschedule(
+            session=session, ids=list(moments), owner="w", run_at=moments
+        ) == {first, second}
+    assert [job(engine, job_id).run_at for job_id in (first, second)] == [
+        moments[first],
+        moments[second],
+    ]
+    assert (job(engine, lost).status, job(engine, lost).lease_owner) == ("running", "v")
+
+
 def test_an_operator_retries_only_failed_rows_due_at_once_with_fresh_attempts(
     engine: Engine, clock: FrozenClock
 ) -> None:
