@@ -151,6 +151,8 @@ class Settings(BaseSettings):
     # Publishers' domain verifications started per client address; checks per verification.
     verification_rate_per_address: str = "10/hour"
     verification_check_rate: str = "60/hour"
+    # An operator decides a rejected claimant's appeal within this many days of its filing.
+    appeal_review_days: int = Field(default=7, ge=1, le=365)
     # A verified publisher's TXT record may be missing this long before its key lapses.
     publisher_record_grace: timedelta = timedelta(days=7)
     # DNS servers for publishers' TXT records (`host[:port]`, comma-separated); unset: the

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import Connection, Engine, inspect, select, text
 
-from app.db import create_db_engine
+from app.db import create_db_engine, new_session
 from app.migrate import (
     alembic_config,
     current_revision,
@@ -17,6 +17,7 @@ from app.migrate import (
     upgrade_to_head,
 )
 from app.models import metadata
+from app.takedowns.models import Takedown
 
 
 def test_migrated_schema_matches_the_models(engine: Engine) -> None:
@@ -307,5 +308,70 @@ def test_0010_keys_every_article_merges_spellings_of_a_blocked_url_and_hides_rem
                 "SELECT status, confirmation_hash, email_confirmed_at FROM takedowns"
                 " WHERE id = 't-open'"
             ) == [("queued", None, None)]
+    finally:
+        upgrade_to_head(database_url)
+
+
+def test_0015_splits_joined_escalation_reasons_exactly_and_the_downgrade_joins_them(
+    database_url: str, engine: Engine
+) -> None:
+    """Before 0015 the policy's reasons were stored joined by "; ", which also occurs inside
+    two of them: only a text made wholly of the policy's reasons is split, into exactly
+    those; an operator's text stays one reason, "; " and all."""
+    command.downgrade(alembic_config(database_url), "0014_console")
+    stamp = "2026-01-01 00:00:00" + ("+00" if engine.dialect.name == "postgresql" else "")
+    many = "names 30 articles or addresses; more than 25 are never removed without an operator"
+    domain = (
+        "asks for the whole domain reuters.com without a publisher key (DNS proof); "
+        "an operator decides"
+    )
+    later = (
+        "claims an original published 2026-01-02T00:00:00+00:00, after we first saw the "
+        "content (2026-01-01T00:00:00+00:00)"
+    )
+    operator = "Check the licence; and the date"
+    joined = {
+        "t-three": f"{many}; {domain}; {later}",
+        "t-two": f"{domain}; {later}",
+        "t-one": domain,
+        "t-operator": operator,
+        "t-none": None,
+    }
+    try:
+        with engine.begin() as connection:
+            for takedown_id, reason in joined.items():
+                connection.execute(
+                    text(
+                        "INSERT INTO takedowns (id, status, reason, claimant_name,"
+                        " claimant_email, claimant_role, explanation, signature, token_hash,"
+                        " fingerprint, received_at, due_at, escalation_reason)"
+                        " VALUES (:id, 'escalated', 'copyright', 'P', 'p@reuters.com', 'owner',"
+                        " 'e', 's', 'h', :id, :at, :at, :reason)"
+                    ),
+                    {"id": takedown_id, "at": stamp, "reason": reason},
+                )
+
+        upgrade_to_head(database_url)
+
+        assert schema_differences(engine) == []
+        with new_session(engine) as session:
+            reasons = {
+                takedown.id: takedown.escalation_reasons
+                for takedown in session.scalars(select(Takedown))
+            }
+        assert reasons == {
+            "t-three": [many, domain, later],
+            "t-two": [domain, later],
+            "t-one": [domain],
+            "t-operator": [operator],
+            "t-none": None,
+        }
+
+        command.downgrade(alembic_config(database_url), "0014_console")
+        with engine.connect() as connection:
+            back = dict(
+                connection.execute(text("SELECT id, escalation_reason FROM takedowns")).all()
+            )
+        assert back == joined
     finally:
         upgrade_to_head(database_url)

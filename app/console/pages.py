@@ -27,6 +27,7 @@ VIEW_WORDS = {
     QueueView.review_window: "In review window",
     QueueView.escalated: "Escalated",
     QueueView.queued: "Queued",
+    QueueView.appealed: "Appealed",
     QueueView.overdue: "Overdue",
     QueueView.completed: "Completed",
     QueueView.rejected: "Rejected",
@@ -53,6 +54,9 @@ class Countdown:
 def _hours_minutes(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     hours, minutes = divmod(minutes, 60)
+    # Appeals are due in days: "6 d 23 h" reads better than "167 h".
+    if hours >= 48:
+        return f"{hours // 24} d {hours % 24} h"
     return f"{hours} h {minutes} min" if hours else f"{minutes} min"
 
 

@@ -21,8 +21,9 @@ from app.console.sessions import KeyCannotSignIn, Operator
 from app.cursor import NextPage, moment_part, page_url, parse_moment, seal, unseal
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import Conflict, NotFound
-from app.takedowns import service
-from app.takedowns.models import OPEN_STATUSES, Takedown
+from app.takedowns import appeals, service
+from app.takedowns.appeals import SameOperator
+from app.takedowns.models import OPEN_STATUSES, Takedown, TakedownAppeal
 from app.takedowns.schemas import proof_of
 from app.takedowns.service import DECIDABLE_STATUSES, QueueView
 
@@ -149,7 +150,8 @@ def queue(
     )
     next_page = None
     if len(rows) == PAGE_SIZE:
-        next_cursor = seal(_CURSOR_KEY, moment_part(rows[-1].due_at), rows[-1].id)
+        last = rows[-1]
+        next_cursor = seal(_CURSOR_KEY, moment_part(last.deadline), last.takedown.id)
         next_page = NextPage(next_cursor, page_url(request, next_cursor))
     return access.render(
         request,
@@ -157,7 +159,7 @@ def queue(
         operator,
         view=view,
         views=list(QueueView),
-        items=[_queue_item(takedown, now) for takedown in rows],
+        items=[_queue_item(entry.takedown, now, entry.appeal) for entry in rows],
         next_page=next_page,
         decided=decided,
         refused=refused,
@@ -165,20 +167,27 @@ def queue(
 
 
 def _risk_badges(takedown: Takedown) -> list[str]:
-    # The policy's reasons are stored joined by "; ", which also occurs inside one of them:
-    # shown as one badge rather than split wrongly.
-    badges = [takedown.escalation_reason] if takedown.escalation_reason else []
+    badges = list(takedown.escalation_reasons or [])
     if takedown.duplicate_of is not None:
         badges.append("repeats an earlier request")
     return badges
 
 
-def _queue_item(takedown: Takedown, now: datetime) -> dict[str, object]:
+def _queue_item(
+    takedown: Takedown, now: datetime, pending_appeal: TakedownAppeal | None = None
+) -> dict[str, object]:
+    """A request as the queue shows it; while an appeal awaits a decision, its deadline is
+    the one counted down."""
+    if pending_appeal is not None:
+        countdown = pages.countdown(pending_appeal.due_at, now)
+    elif takedown.status in OPEN_STATUSES:
+        countdown = pages.countdown(takedown.due_at, now)
+    else:
+        countdown = None
     return {
         "takedown": takedown,
-        "countdown": pages.countdown(takedown.due_at, now)
-        if takedown.status in OPEN_STATUSES
-        else None,
+        "appeal": pending_appeal,
+        "countdown": countdown,
         "proof": proof_of(takedown),
         "risks": _risk_badges(takedown),
         "decidable": _decidable(takedown),
@@ -247,13 +256,17 @@ def _detail_page(
     status: int = 200,
 ) -> Response:
     now = access.now_of(request)
+    appeal = appeals.appeal_of(session=session, takedown_id=takedown.id)
+    pending = appeal if appeal is not None and appeal.decided_at is None else None
     return access.render(
         request,
         "takedown.html",
         operator,
         status=status,
         takedown=takedown,
-        item=_queue_item(takedown, now),
+        item=_queue_item(takedown, now, pending),
+        appeal=appeal,
+        may_decide_appeal=pending is not None and pending.rejected_by != operator.name,
         targets=console.targets_with_copies(session=session, takedown=takedown),
         history=console.history(session=session, takedown_id=takedown.id),
         error=error,
@@ -281,14 +294,19 @@ def _after_decision(session: Session, takedown_id: str, then: str) -> Response:
 
 
 def _refused_decision(
-    request: Request, session: Session, operator: Operator, takedown_id: str, error: str
+    request: Request,
+    session: Session,
+    operator: Operator,
+    takedown_id: str,
+    error: str,
+    status: int = 409,
 ) -> Response:
     session.rollback()
     try:
         takedown = service.get_takedown(session=session, takedown_id=takedown_id)
     except NotFound:
         return access.not_found(request, operator)
-    return _detail_page(request, session, operator, takedown, error=error, status=409)
+    return _detail_page(request, session, operator, takedown, error=error, status=status)
 
 
 @router.post(f"{QUEUE_PATH}/{{takedown_id}}/approve")
@@ -360,6 +378,63 @@ def escalate(
     except (Conflict, NotFound) as exc:
         return _refused_decision(request, session, operator, takedown_id, exc.detail)
     return _after_decision(session, takedown_id, then)
+
+
+@router.post(f"{QUEUE_PATH}/{{takedown_id}}/appeal/uphold")
+def uphold_rejection(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    template: Annotated[str, Form()] = "",
+    statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
+) -> Response:
+    """Decide an appeal: the rejection stands, with a statement of reasons e-mailed to the
+    claimant. Not by the operator who rejected the request."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    reason = console.statement_of_reasons(template, statement)
+    if not reason:
+        error = "Upholding a rejection needs a statement of reasons: pick a template or write one."
+        return _refused_decision(request, session, operator, takedown_id, error)
+    try:
+        appeals.uphold_rejection(
+            session=session,
+            takedown_id=takedown_id,
+            actor=operator.name,
+            reason=reason,
+            now=access.now_of(request),
+        )
+    except (Conflict, NotFound, SameOperator) as exc:
+        return _refused_decision(request, session, operator, takedown_id, exc.detail, exc.status)
+    return access.redirect(_takedown_path(takedown_id))
+
+
+@router.post(f"{QUEUE_PATH}/{{takedown_id}}/appeal/grant")
+def grant_appeal(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.OperatorDep,
+    csrf_token: access.CsrfField = "",
+    statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
+) -> Response:
+    """Decide an appeal: the request is approved after all, its removals run now. Not by the
+    operator who rejected the request."""
+    if not access.guard(request).accepts(request, csrf_token):
+        return access.forbidden(request, operator)
+    try:
+        appeals.grant_appeal(
+            session=session,
+            takedown_id=takedown_id,
+            actor=operator.name,
+            reason=statement.strip() or None,
+            now=access.now_of(request),
+        )
+    except (Conflict, NotFound, SameOperator) as exc:
+        return _refused_decision(request, session, operator, takedown_id, exc.detail, exc.status)
+    return access.redirect(_takedown_path(takedown_id))
 
 
 # Everything else under /admin: the sign-in page first, then "not found".

@@ -47,6 +47,9 @@ SUBJECTS = {
     EmailKind.rejected: "Your removal request was rejected",
     EmailKind.escalated: "Your removal request is being checked by our staff",
     EmailKind.completed: "Your removal request is completed",
+    EmailKind.appeal_received: "Your appeal was received: decided by {appeal_due}",
+    EmailKind.appeal_upheld: "Your appeal was decided: the rejection stands",
+    EmailKind.appeal_granted: "Your appeal was granted: the content is removed",
     EmailKind.publisher_verified: "Your domain {domain} is verified",
     EmailKind.publisher_record_missing: "Your verification record for {domain} is missing",
     EmailKind.publisher_lapsed: "Your publisher key for {domain} was revoked",
@@ -105,13 +108,20 @@ def _takedown_context(email: OutgoingEmail, settings: Settings) -> dict[str, Any
     }
 
 
+def _day_and_time(iso: str) -> str:
+    moment = datetime.fromisoformat(iso)
+    return f"{moment.day} {moment:%B %Y, %H:%M} UTC"
+
+
 def _subject(kind: EmailKind, email: OutgoingEmail) -> str:
     if kind in PUBLISHER_KINDS:
         return SUBJECTS[kind].format(domain=email.context["domain"])
-    due = datetime.fromisoformat(email.context["due_at"])
-    words = f"{due.day} {due:%B %Y, %H:%M} UTC"
     template = CONFIRM_SUBJECT if email.confirmation_code else SUBJECTS[kind]
-    return template.format(due=words)
+    appeal_due = email.context.get("appeal_due_at")
+    return template.format(
+        due=_day_and_time(email.context["due_at"]),
+        appeal_due=_day_and_time(appeal_due) if appeal_due else "",
+    )
 
 
 def render_email(*, email: OutgoingEmail, settings: Settings, now: datetime) -> EmailMessage:

@@ -26,6 +26,9 @@ class EmailKind(StrEnum):
     rejected = "rejected"
     escalated = "escalated"
     completed = "completed"
+    appeal_received = "appeal_received"
+    appeal_upheld = "appeal_upheld"
+    appeal_granted = "appeal_granted"
     # To the address of a publisher's domain verification.
     publisher_verified = "publisher_verified"
     publisher_record_missing = "publisher_record_missing"

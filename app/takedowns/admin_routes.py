@@ -10,7 +10,7 @@ from app.auth import AdminKey
 from app.cursor import link_next_page
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
-from app.takedowns import audit, blocks, service
+from app.takedowns import appeals, audit, blocks, service
 from app.takedowns.cursor import decode_id, decode_received, encode_id, encode_received
 from app.takedowns.models import Reason, Takedown, TakedownStatus
 from app.takedowns.schemas import (
@@ -19,10 +19,12 @@ from app.takedowns.schemas import (
     BlockPublic,
     BlocksPublic,
     EscalateIn,
+    GrantIn,
     RejectIn,
     TakedownAdmin,
     TakedownsAdmin,
     TakedownSummary,
+    UpholdIn,
 )
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"], responses=problem_responses(401, 403))
@@ -38,6 +40,7 @@ def _detail(request: Request, session: Session, takedown: Takedown) -> TakedownA
         overdue=service.is_overdue(takedown, request.app.state.clock.now()),
         open_removals=service.open_removals(session=session, takedown_id=takedown.id),
         targets=service.takedown_targets(session=session, takedown=takedown),
+        appeal=appeals.appeal_of(session=session, takedown_id=takedown.id),
     )
 
 
@@ -144,6 +147,54 @@ def escalate_takedown(
         now=request.app.state.clock.now(),
     )
     return _detail(request, session, takedown)
+
+
+@router.post(
+    "/takedowns/{takedown_id}/appeal/uphold",
+    response_model=TakedownAdmin,
+    responses=problem_responses(400, 404, 409, 422),
+)
+def uphold_rejection(
+    takedown_id: TakedownId,
+    body: UpholdIn,
+    request: Request,
+    session: WriteSessionDep,
+    principal: AdminKey,
+) -> TakedownAdmin:
+    """Decide an appeal: the rejection stands, with the statement of reasons the claimant
+    will read. The key that rejected the request may not (403)."""
+    appeals.uphold_rejection(
+        session=session,
+        takedown_id=takedown_id,
+        actor=principal.name,
+        reason=body.reason,
+        now=request.app.state.clock.now(),
+    )
+    return _detail(request, session, service.get_takedown(session=session, takedown_id=takedown_id))
+
+
+@router.post(
+    "/takedowns/{takedown_id}/appeal/grant",
+    response_model=TakedownAdmin,
+    responses=problem_responses(400, 404, 409, 422),
+)
+def grant_appeal(
+    takedown_id: TakedownId,
+    request: Request,
+    session: WriteSessionDep,
+    principal: AdminKey,
+    body: Annotated[GrantIn | None, Body()] = None,
+) -> TakedownAdmin:
+    """Decide an appeal: the request is approved after all and its removals run now. The key
+    that rejected the request may not (403)."""
+    appeals.grant_appeal(
+        session=session,
+        takedown_id=takedown_id,
+        actor=principal.name,
+        reason=body.reason if body else None,
+        now=request.app.state.clock.now(),
+    )
+    return _detail(request, session, service.get_takedown(session=session, takedown_id=takedown_id))
 
 
 @router.get("/audit", response_model=AuditEventsPublic, responses=problem_responses(400, 422))

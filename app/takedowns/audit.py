@@ -24,6 +24,10 @@ class Action(StrEnum):
     block_lifted = "block_lifted"
     confirmed = "email_confirmed"
     restored = "restored"  # a removed article published again once its blocks were lifted
+    # A rejected claimant's appeal, and an operator's decision on it.
+    appeal_filed = "appeal_filed"
+    appeal_upheld = "appeal_upheld"  # the rejection stands
+    appeal_granted = "appeal_granted"  # followed by the approval it leads to
     # Publishers' domain verifications (verification_id set, takedown_id None).
     publisher_verified = "publisher_verified"
     publisher_record_missing = "publisher_record_missing"

@@ -188,7 +188,7 @@ def file_takedown(
         duplicate_of=earlier,
         received_at=now,
         due_at=policy.due_at(now),
-        escalation_reason="; ".join(reasons) if reasons else None,
+        escalation_reasons=reasons or None,
     )
     session.add(takedown)
     session.flush()
@@ -228,7 +228,7 @@ def file_takedown(
             now=now,
             allowed={S.received},
             to=S.escalated,
-            reason=takedown.escalation_reason,
+            reason="; ".join(reasons),
         )
         lifecycle.hold_removals(session, takedown, now)
     elif publisher is not None:

@@ -5,6 +5,7 @@ audit row; taking effect (blocks, removals), ending without removal, completing.
     received -> queued ---------> executing -> completed
           \\        \\-> escalated -> queued | rejected
            \\-> rejected (invalid, spam)      queued -> withdrawn (by the claimant)
+                 rejected -> queued (its appeal granted: appeals.py)
 
 `received` is where a request waits for its claimant to confirm the address.
 """
@@ -175,7 +176,7 @@ def escalate_unconfirmed(session: Session, takedown: Takedown, now: datetime) ->
         allowed={S.received},
         to=S.escalated,
         reason=why,
-        values={"escalation_reason": why, "run_at": None},
+        values={"escalation_reasons": [why], "run_at": None},
     )
     hold_removals(session, takedown, now)
     if takedown.email_confirmed_at is not None:

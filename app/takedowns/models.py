@@ -3,7 +3,7 @@
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db import UTCDateTime
@@ -90,7 +90,11 @@ class Takedown(SQLModel, table=True):
     # When the request's URLs and domain were put on the block list: once its removals may
     # run (at once, or when its review window ends), never before.
     blocked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    escalation_reason: str | None = Field(default=None, sa_type=Text)
+    # Why the request waits for an operator, one entry per reason (a reason may itself
+    # contain "; " or a line break, so they are never joined into one text).
+    escalation_reasons: list[str] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
     decision: str | None = Field(default=None, sa_type=String(20))
     decision_reason: str | None = Field(default=None, sa_type=Text)
     decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -98,6 +102,33 @@ class Takedown(SQLModel, table=True):
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     # Set once, when an open request is first found past due_at (an SLA breach).
     breached_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AppealOutcome(StrEnum):
+    upheld = "upheld"  # the rejection stands
+    granted = "granted"  # the request is approved after all
+
+
+class TakedownAppeal(SQLModel, table=True):
+    """A rejected claimant's appeal: at most one per request (the unique takedown_id), with
+    its own deadline for the operator who decides it."""
+
+    __tablename__ = "takedown_appeals"
+    __table_args__ = (Index("ix_takedown_appeals_decided_at_due_at", "decided_at", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    takedown_id: str = Field(
+        sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False, unique=True)
+    )
+    statement: str = Field(sa_type=Text)
+    filed_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    # The operator whose rejection is appealed: never the one who decides the appeal.
+    rejected_by: str = Field(sa_type=String(100))
+    outcome: str | None = Field(default=None, sa_type=String(20))  # AppealOutcome
+    decision_reason: str | None = Field(default=None, sa_type=Text)
+    decided_by: str | None = Field(default=None, sa_type=String(100))
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class TakedownTarget(SQLModel, table=True):

@@ -13,9 +13,10 @@ settings, with the clock passed in. Proof decides, never the address someone typ
 - what looks like abuse is escalated: nothing runs until an operator approves.
 """
 
+import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from app.articles.service import ArticleFacts
@@ -128,3 +129,21 @@ def schedule_on_confirmation(
 def confirmation_overdue(*, received_at: datetime, now: datetime, settings: Settings) -> bool:
     """An unconfirmed request whose review window has ended goes to an operator."""
     return now >= received_at + settings.takedown_review_window
+
+
+# A rejected claimant may appeal once, this many calendar months after the rejection.
+APPEAL_MONTHS = 6
+
+
+def appeal_closes_at(rejected_at: datetime) -> datetime:
+    """The end of the appeal window: the same day and time 6 calendar months after the
+    rejection (the month's last day when it has no such day: 31 August -> 28 February)."""
+    month_index = rejected_at.month - 1 + APPEAL_MONTHS
+    year, month = rejected_at.year + month_index // 12, month_index % 12 + 1
+    day = min(rejected_at.day, calendar.monthrange(year, month)[1])
+    return rejected_at.replace(year=year, month=month, day=day)
+
+
+def appeal_due_at(*, filed_at: datetime, settings: Settings) -> datetime:
+    """An operator decides an appeal within BYLINE_APPEAL_REVIEW_DAYS of its filing."""
+    return filed_at + timedelta(days=settings.appeal_review_days)

@@ -4,14 +4,17 @@ withdraw it. Thin: the rules live in filing.py and service.py."""
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from sqlmodel import Session
 
 from app.auth import OptionalPublisherKey
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
+from app.takedowns import appeals, service
 from app.takedowns import filing as filings
-from app.takedowns import service
+from app.takedowns.models import Takedown
 from app.takedowns.ratelimit import client_address
 from app.takedowns.schemas import (
+    AppealIn,
     ConfirmIn,
     TakedownFiled,
     TakedownIn,
@@ -112,7 +115,15 @@ def get_takedown(
         session=session, takedown_id=takedown_id, token=_token(token, authorization)
     )
     response.headers["Cache-Control"] = "no-store"
-    return TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
+    return _public(session, takedown)
+
+
+def _public(session: Session, takedown: Takedown) -> TakedownPublic:
+    return TakedownPublic.of(
+        takedown,
+        service.takedown_targets(session=session, takedown=takedown),
+        appeals.appeal_of(session=session, takedown_id=takedown.id),
+    )
 
 
 @router.post(
@@ -135,3 +146,31 @@ def withdraw_takedown(
     )
     response.headers["Cache-Control"] = "no-store"
     return TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
+
+
+@router.post(
+    "/{takedown_id}/appeal",
+    response_model=TakedownPublic,
+    responses=problem_responses(404, 409, 410, 422),
+)
+def appeal_takedown(
+    takedown_id: Annotated[str, Path(max_length=36)],
+    body: AppealIn,
+    request: Request,
+    response: Response,
+    session: WriteSessionDep,
+    token: TokenQuery = None,
+    authorization: AuthorizationHeader = None,
+) -> TakedownPublic:
+    """Appeal a rejection, once, within 6 months of it (410 after): an operator other than
+    the one who rejected the request decides within `BYLINE_APPEAL_REVIEW_DAYS`."""
+    appeals.file_appeal(
+        session=session,
+        takedown_id=takedown_id,
+        token=_token(token, authorization),
+        statement=body.statement,
+        settings=request.app.state.settings,
+        now=request.app.state.clock.now(),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return _public(session, service.get_takedown(session=session, takedown_id=takedown_id))

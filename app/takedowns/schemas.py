@@ -20,7 +20,16 @@ from app.articles.schemas import HttpUrl, UtcDatetime
 from app.articles.urls import registrable_domain
 from app.db import MAX_ROW_ID
 from app.takedowns.mailboxes import InvalidAddress, address_domain, is_disposable, normalise_address
-from app.takedowns.models import AuditEvent, Block, Reason, Takedown, TakedownStatus, TargetState
+from app.takedowns.models import (
+    AppealOutcome,
+    AuditEvent,
+    Block,
+    Reason,
+    Takedown,
+    TakedownAppeal,
+    TakedownStatus,
+    TargetState,
+)
 from app.takedowns.policy import Proof
 from app.takedowns.targets import TargetView
 
@@ -262,6 +271,57 @@ def proof_of(takedown: Takedown) -> Proof:
     return Proof.unconfirmed
 
 
+class AppealIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    statement: LongText = Field(
+        description="Why the rejection was wrong: read by an operator other than the one who "
+        "rejected the request."
+    )
+
+
+class AppealPublic(BaseModel):
+    """The claimant's appeal and, once decided, its outcome."""
+
+    statement: str
+    filed_at: datetime
+    due_at: datetime = Field(description="An operator decides the appeal by then.")
+    outcome: AppealOutcome | None = Field(
+        description="`upheld` (the rejection stands) or `granted` (the request is approved); "
+        "null until decided."
+    )
+    statement_of_reasons: str | None
+    decided_at: datetime | None
+
+    @classmethod
+    def of(cls, appeal: TakedownAppeal | None) -> "AppealPublic | None":
+        if appeal is None:
+            return None
+        return cls(
+            statement=appeal.statement,
+            filed_at=appeal.filed_at,
+            due_at=appeal.due_at,
+            outcome=AppealOutcome(appeal.outcome) if appeal.outcome else None,
+            statement_of_reasons=appeal.decision_reason,
+            decided_at=appeal.decided_at,
+        )
+
+
+class AppealAdmin(AppealPublic):
+    rejected_by: str = Field(
+        description="The operator who rejected the request: not the one who may decide the appeal."
+    )
+    decided_by: str | None
+
+    @classmethod
+    def of(cls, appeal: TakedownAppeal | None) -> "AppealAdmin | None":
+        public = AppealPublic.of(appeal)
+        if appeal is None or public is None:
+            return None
+        return cls(
+            **public.model_dump(), rejected_by=appeal.rejected_by, decided_by=appeal.decided_by
+        )
+
+
 class TakedownPublic(BaseModel):
     """What the claimant sees with the token (or the confirmation code): never anyone's
     personal data."""
@@ -281,10 +341,18 @@ class TakedownPublic(BaseModel):
     run_at: datetime | None = Field(description="When the removals run, once that is decided.")
     completed_at: datetime | None
     decision: DecisionPublic | None
+    appeal: AppealPublic | None = Field(
+        default=None, description="The claimant's appeal of a rejection, if there is one."
+    )
     targets: list[TargetPublic]
 
     @classmethod
-    def of(cls, takedown: Takedown, targets: list[TargetView]) -> "TakedownPublic":
+    def of(
+        cls,
+        takedown: Takedown,
+        targets: list[TargetView],
+        appeal: TakedownAppeal | None = None,
+    ) -> "TakedownPublic":
         return cls(
             id=takedown.id,
             status=TakedownStatus(takedown.status),
@@ -297,6 +365,7 @@ class TakedownPublic(BaseModel):
             run_at=takedown.run_at,
             completed_at=takedown.completed_at,
             decision=DecisionPublic.of(takedown),
+            appeal=AppealPublic.of(appeal),
             targets=[TargetPublic.of(view) for view in targets],
         )
 
@@ -338,7 +407,9 @@ class TakedownSummary(BaseModel):
     completed_at: datetime | None
     overdue: bool = Field(description="Still open after due_at.")
     breached_at: datetime | None
-    escalation_reason: str | None
+    escalation_reasons: list[str] = Field(
+        description="Why the request waits (or waited) for an operator, one entry per reason."
+    )
 
     @classmethod
     def of(cls, takedown: Takedown, *, overdue: bool) -> "TakedownSummary":
@@ -362,7 +433,7 @@ def _summary_fields(takedown: Takedown, overdue: bool) -> dict[str, Any]:
         "completed_at": takedown.completed_at,
         "overdue": overdue,
         "breached_at": takedown.breached_at,
-        "escalation_reason": takedown.escalation_reason,
+        "escalation_reasons": takedown.escalation_reasons or [],
     }
 
 
@@ -373,12 +444,19 @@ class TakedownAdmin(TakedownSummary):
     original_published_at: datetime | None
     decision: DecisionPublic | None
     decided_by: str | None
+    appeal: AppealAdmin | None
     open_removals: int = Field(description="Removal rows still queued or running.")
     targets: list[TargetPublic]
 
     @classmethod
     def detail(
-        cls, takedown: Takedown, *, overdue: bool, open_removals: int, targets: list[TargetView]
+        cls,
+        takedown: Takedown,
+        *,
+        overdue: bool,
+        open_removals: int,
+        targets: list[TargetView],
+        appeal: TakedownAppeal | None,
     ) -> "TakedownAdmin":
         return cls(
             **_summary_fields(takedown, overdue),
@@ -388,6 +466,7 @@ class TakedownAdmin(TakedownSummary):
             original_published_at=takedown.original_published_at,
             decision=DecisionPublic.of(takedown),
             decided_by=takedown.decided_by,
+            appeal=AppealAdmin.of(appeal),
             open_removals=open_removals,
             targets=[TargetPublic.of(view) for view in targets],
         )
@@ -406,6 +485,18 @@ class RejectIn(BaseModel):
 class EscalateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reason: LongText | None = None
+
+
+class UpholdIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: LongText = Field(
+        description="Why the rejection stands: the statement of reasons e-mailed to the claimant."
+    )
+
+
+class GrantIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: LongText | None = Field(default=None, description="A note, e-mailed to the claimant.")
 
 
 class AuditEventPublic(BaseModel):

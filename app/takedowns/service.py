@@ -6,11 +6,12 @@ one audit row each.
 
 import hmac
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
 from sqlmodel import Session, col
 
 from app.articles import service as articles
@@ -32,6 +33,7 @@ from app.takedowns.lifecycle import (
     locked,
     move,
     record_breach,
+    set_values,
     start_removals,
     take_effect,
 )
@@ -40,6 +42,7 @@ from app.takedowns.models import (
     AuditEvent,
     RateLimitCounter,
     Takedown,
+    TakedownAppeal,
     TakedownStatus,
     TakedownTarget,
     TargetState,
@@ -51,6 +54,8 @@ TT = TakedownTarget.__table__  # type: ignore[attr-defined]
 S = TakedownStatus
 # Requests one sweep moves at most (the next tick takes the rest).
 SWEEP_LIMIT = 200
+# Requests an operator may still approve, reject or escalate.
+DECIDABLE_STATUSES = frozenset({S.received, S.queued, S.escalated})
 
 
 # Operators ---------------------------------------------------------------------------------
@@ -60,25 +65,68 @@ def approve_takedown(*, session: Session, takedown_id: str, actor: str, now: dat
     """Approve an undecided request, whatever its proof: its removals run now and its blocks
     hold (an operator's approval is proof enough)."""
     takedown = locked(session, takedown_id)
+    _approve(session, takedown, actor, now, email=EmailKind.approved)
+    return takedown
+
+
+def approve_on_appeal(
+    *, session: Session, takedown: Takedown, actor: str, note: str | None, now: datetime
+) -> None:
+    """Approve a rejected request whose appeal was granted (`takedown` locked by the caller):
+    what the rejection cancelled is pending again, then it is approved as any request is."""
+    session.execute(
+        update(TT)
+        .where(TT.c.takedown_id == takedown.id, TT.c.state == TargetState.cancelled)
+        .values(state=TargetState.pending)
+    )
+    # The rejection lifted its blocks: they are placed again when it takes effect.
+    set_values(session, takedown, blocked_at=None)
+    _approve(
+        session,
+        takedown,
+        actor,
+        now,
+        email=EmailKind.appeal_granted,
+        appealed=True,
+        details={"statement_of_reasons": note},
+    )
+
+
+def _approve(
+    session: Session,
+    takedown: Takedown,
+    actor: str,
+    now: datetime,
+    *,
+    email: EmailKind,
+    appealed: bool = False,
+    details: Mapping[str, Any] | None = None,
+) -> None:
     previous = move(
         session,
         takedown,
         action=Action.approved,
         actor=actor,
         now=now,
-        allowed={S.received, S.queued, S.escalated},
+        allowed={S.rejected} if appealed else DECIDABLE_STATUSES,
         to=S.queued,
-        undecided=True,
-        values={"decision": "approved", "decided_by": actor, "decided_at": now, "run_at": now},
+        undecided=not appealed,
+        reason="appeal granted" if appealed else None,
+        values={
+            "decision": "approved",
+            "decision_reason": None,
+            "decided_by": actor,
+            "decided_at": now,
+            "run_at": now,
+        },
     )
     notifications.notify_claimant(
-        session=session, takedown=takedown, kind=EmailKind.approved, now=now
+        session=session, takedown=takedown, kind=email, now=now, details=details
     )
-    if previous in (S.received, S.escalated):
+    if previous in (S.received, S.escalated, S.rejected):
         # Until now nothing blocked its URLs: articles may have arrived since filing.
         add_late_arrivals(session, takedown)
     start_removals(session, takedown, actor, now, now)
-    return takedown
 
 
 def reject_takedown(
@@ -127,7 +175,7 @@ def escalate_takedown(
         to=S.escalated,
         reason=why,
         undecided=True,
-        values={"escalation_reason": why, "run_at": None},
+        values={"escalation_reasons": [why], "run_at": None},
     )
     # An address nobody has confirmed gets no more mail than its receipt.
     if proof_of(takedown) != policy.Proof.unconfirmed:
@@ -399,32 +447,53 @@ def open_removals(*, session: Session, takedown_id: str) -> int:
 
 
 class QueueView(StrEnum):
-    """The console's views of the requests; `open` is the queue itself."""
+    """The console's views of the requests; `open` is the queue itself (open requests and
+    appeals awaiting a decision)."""
 
     open = "open"
     awaiting_confirmation = "awaiting_confirmation"
     review_window = "review_window"
     escalated = "escalated"
     queued = "queued"
+    appealed = "appealed"
     overdue = "overdue"
     completed = "completed"
     rejected = "rejected"
 
 
-# Requests an operator may still approve, reject or escalate.
-DECIDABLE_STATUSES = frozenset({S.received, S.queued, S.escalated})
+@dataclass(frozen=True)
+class QueueEntry:
+    """A request in the queue, and its appeal while one awaits a decision: the appeal's
+    deadline is then the one that counts."""
+
+    takedown: Takedown
+    appeal: TakedownAppeal | None
+
+    @property
+    def deadline(self) -> datetime:
+        return self.appeal.due_at if self.appeal is not None else self.takedown.due_at
+
+
+_PENDING_APPEAL = and_(
+    col(TakedownAppeal.takedown_id) == col(Takedown.id), col(TakedownAppeal.decided_at).is_(None)
+)
 
 
 def _in_view(view: QueueView, now: datetime) -> Any:
     status = col(Takedown.status)
+    appealed = col(TakedownAppeal.id).is_not(None)
     conditions = {
-        QueueView.open: status.in_(OPEN_STATUSES),
+        QueueView.open: or_(status.in_(OPEN_STATUSES), appealed),
         QueueView.awaiting_confirmation: status == S.received,
         # Confirmed elsewhere than the targets' domain: waiting for its review window to end.
         QueueView.review_window: and_(status == S.queued, col(Takedown.run_at) > now),
         QueueView.escalated: status == S.escalated,
         QueueView.queued: status.in_([S.queued, S.executing]),
-        QueueView.overdue: and_(status.in_(OPEN_STATUSES), col(Takedown.due_at) < now),
+        QueueView.appealed: appealed,
+        QueueView.overdue: or_(
+            and_(status.in_(OPEN_STATUSES), col(Takedown.due_at) < now),
+            and_(appealed, col(TakedownAppeal.due_at) < now),
+        ),
         QueueView.completed: status == S.completed,
         QueueView.rejected: status == S.rejected,
     }
@@ -438,20 +507,26 @@ def list_queue(
     after: tuple[datetime, str] | None,
     limit: int,
     now: datetime,
-) -> list[Takedown]:
-    """Requests in one of the console's views, the nearest deadline first, keyset-paged on
-    (due_at, id)."""
-    query = select(Takedown).where(_in_view(view, now))
+) -> list[QueueEntry]:
+    """Requests in one of the console's views, the nearest deadline first (a pending
+    appeal's deadline for an appealed request), keyset-paged on (deadline, id)."""
+    query = (
+        select(Takedown, TakedownAppeal)
+        .outerjoin(TakedownAppeal, _PENDING_APPEAL)
+        .where(_in_view(view, now))
+    )
+    # The deadline a request is ordered by: its pending appeal's, else its own.
+    deadline = func.coalesce(col(TakedownAppeal.due_at), col(Takedown.due_at))
     if after is not None:
-        due_at, takedown_id = after
+        after_deadline, after_id = after
         query = query.where(
             or_(
-                col(Takedown.due_at) > due_at,
-                and_(col(Takedown.due_at) == due_at, col(Takedown.id) > takedown_id),
+                deadline > after_deadline,
+                and_(deadline == after_deadline, col(Takedown.id) > after_id),
             )
         )
-    query = query.order_by(col(Takedown.due_at), col(Takedown.id)).limit(limit)
-    return list(session.scalars(query))
+    query = query.order_by(deadline, col(Takedown.id)).limit(limit)
+    return [QueueEntry(takedown, appeal) for takedown, appeal in session.execute(query)]
 
 
 def next_to_decide(*, session: Session, excluding: str) -> Takedown | None:

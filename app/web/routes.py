@@ -4,6 +4,7 @@ functions as `/v1/takedowns`: one set of rules, one rate limit. This module only
 posts into service calls and results into pages.
 """
 
+from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote
 
@@ -15,11 +16,11 @@ from sqlmodel import Session
 from app.config import Settings
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import InvalidInput, NotFound, ProblemError
+from app.takedowns import appeals, service
 from app.takedowns import filing as filings
-from app.takedowns import service
 from app.takedowns.models import OPEN_STATUSES, TakedownStatus
 from app.takedowns.ratelimit import client_address
-from app.takedowns.schemas import MAX_TARGETS, TakedownPublic
+from app.takedowns.schemas import MAX_TARGETS, AppealIn, TakedownPublic
 from app.web import pages
 from app.web.csrf import CsrfGuard
 from app.web.forms import (
@@ -150,10 +151,15 @@ def _status_page(
     takedown_id: str,
     token: str,
     problem: str | None = None,
+    appeal_errors: list[str] | None = None,
+    statement: str = "",
     status: int = 200,
 ) -> Response:
     takedown = service.get_for_claimant(session=session, takedown_id=takedown_id, token=token)
-    view = TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
+    appeal = appeals.appeal_of(session=session, takedown_id=takedown.id)
+    view = TakedownPublic.of(
+        takedown, service.takedown_targets(session=session, takedown=takedown), appeal
+    )
     form_token = _guard(request).issue(request)
     context = {
         "takedown": view,
@@ -162,6 +168,14 @@ def _status_page(
         # Withdrawal is possible until the first removal moves the request to executing;
         # the service has the last word (409) if that happened since this page was shown.
         "can_withdraw": view.status in OPEN_STATUSES and view.status != TakedownStatus.executing,
+        "can_appeal": appeals.may_appeal(takedown, appeal, request.app.state.clock.now()),
+        "appeal_closes_at": appeals.appeal_closes_at(takedown),
+        "appeal_review": pages.duration_words(
+            timedelta(days=_settings(request).appeal_review_days)
+        ),
+        # The form's own fields and errors (the macros of _macros.html read these names).
+        "values": {"statement": statement},
+        "errors": FormErrors(by_field={"statement": appeal_errors} if appeal_errors else {}),
         "problem": problem,
     }
     return pages.page("status.html", context, status=status, form_token=form_token)
@@ -207,6 +221,64 @@ def withdraw_takedown_form(
             status=exc.status,
         )
     # See other: reloading the status page must not post the withdrawal again.
+    return RedirectResponse(
+        _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
+    )
+
+
+@router.post("/takedown/{takedown_id}/appeal")
+def appeal_takedown_form(
+    takedown_id: str,
+    request: Request,
+    session: WriteSessionDep,
+    csrf_token: Annotated[str, Form()] = "",
+    token: Annotated[str, Form()] = "",
+    statement: Annotated[str, Form()] = "",
+) -> Response:
+    """Appeal a rejection from the status page, then show the page again."""
+    if not _guard(request).accepts(request, csrf_token):
+        return _forbidden(_status_path(takedown_id, token))
+    try:
+        appeal = AppealIn(statement=statement)
+    except ValidationError as exc:
+        messages = [str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()]
+        messages = [message[:1].upper() + message[1:] for message in messages]
+        try:
+            return _status_page(
+                request,
+                session,
+                takedown_id=takedown_id,
+                token=token,
+                problem="Your appeal was not sent: " + " ".join(messages),
+                appeal_errors=messages,
+                statement=statement,
+                status=422,
+            )
+        except NotFound:
+            return _not_found()
+    try:
+        appeals.file_appeal(
+            session=session,
+            takedown_id=takedown_id,
+            token=token,
+            statement=appeal.statement,
+            settings=_settings(request),
+            now=request.app.state.clock.now(),
+        )
+    except NotFound:
+        session.rollback()
+        return _not_found()
+    except ProblemError as exc:
+        session.rollback()
+        return _status_page(
+            request,
+            session,
+            takedown_id=takedown_id,
+            token=token,
+            problem=exc.detail,
+            status=exc.status,
+        )
+    # See other: reloading the status page must not post the appeal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
     )

@@ -296,7 +296,7 @@ def test_escalating_holds_the_removal_until_approved(
         client, admin_headers, f"{filed['id']}/escalate", json={"reason": "Check the licence."}
     )
     assert response.json()["status"] == "escalated"
-    assert response.json()["escalation_reason"] == "Check the licence."
+    assert response.json()["escalation_reasons"] == ["Check the licence."]
     clock.advance(timedelta(hours=5))
     assert tick(engine, settings, clock).of("removal")["removed"] == 0
     admin(client, admin_headers, f"{filed['id']}/approve")

@@ -1,6 +1,9 @@
 """Policy: when removals run. Pure rules first, then the same rules seen through the API."""
 
+import importlib.util
+import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +17,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
 from app.notifications.models import ClaimantEmail
+from app.takedowns.lifecycle import NEVER_CONFIRMED
 from app.takedowns.policy import (
     Proof,
     confirmation_overdue,
@@ -251,7 +255,7 @@ def test_unconfirmed_request_goes_to_an_operator_when_the_review_window_ends_nev
     assert tick(engine, settings, clock).swept["requests_advanced"] == 1
     takedown = load(engine, body["id"])
     assert takedown.status == "escalated"
-    assert "did not confirm" in (takedown.escalation_reason or "")
+    assert takedown.escalation_reasons == [NEVER_CONFIRMED]
     assert takedown.due_at == due_at(body)  # the 24-hour deadline stands for the operator
     clock.advance(timedelta(hours=21))
     assert tick(engine, settings, clock).of("removal")["removed"] == 0
@@ -391,3 +395,31 @@ def test_backdated_original_is_escalated(
     )
     assert body["status"] == "received"
     assert confirm(client, engine, body["id"])["status"] == "queued"
+
+
+def test_revision_0015_splits_the_policys_joined_reasons_back_into_exactly_these() -> None:
+    """The rule 0015 uses on reasons stored joined by "; " recognises the policy's own
+    wording, "; " inside it included, at every value it may hold."""
+    path = Path(__file__).parents[2] / "migrations" / "versions" / "0015_appeals.py"
+    spec = importlib.util.spec_from_file_location("revision_0015_appeals", path)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    first_seen = datetime(2026, 1, 1, 8, 30, 15, 123456, tzinfo=UTC)
+    article = ArticleFacts(
+        id=1,
+        canonical_url="https://www.reuters.com/world/x",
+        source_domain="reuters.com",
+        first_seen_at=first_seen,
+        removed_at=None,
+    )
+    every = reasons(
+        [article],
+        named=SETTINGS.takedown_max_auto_targets + 1,
+        domain="xn--bcher-kva.example",
+        original_published_at=first_seen + timedelta(days=1),
+    )
+    assert len(every) == 3
+    for count in range(1, 4):
+        for chosen in itertools.combinations(every, count):
+            assert migration.split_reasons("; ".join(chosen)) == list(chosen)

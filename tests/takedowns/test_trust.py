@@ -22,6 +22,7 @@ from app.config import Settings
 from app.db import new_session
 from app.main import create_app
 from app.notifications.models import ClaimantEmail
+from app.takedowns.lifecycle import CONFIRMED_LATE, NEVER_CONFIRMED
 from app.takedowns.models import AuditEvent, Block
 from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
@@ -100,7 +101,7 @@ def test_an_address_typed_at_the_publishers_domain_removes_and_blocks_nothing(
     assert post_article(client, ingest_headers, "https://apnews.com/article/new-story") == 201
     # Unconfirmed past the review window: to an operator, never removed automatically.
     assert load(engine, answer["id"]).status == "escalated"
-    assert "did not confirm" in (load(engine, answer["id"]).escalation_reason or "")
+    assert load(engine, answer["id"]).escalation_reasons == [NEVER_CONFIRMED]
 
 
 def test_a_whole_domain_opt_out_confirmed_by_a_mailbox_still_waits_for_an_operator(
@@ -278,7 +279,7 @@ def test_a_confirmation_after_the_review_window_goes_to_an_operator_before_the_s
     assert confirmed["status"] == "escalated"
     assert confirmed["email_confirmed_at"] is not None
     takedown = load(engine, filed["id"])
-    assert "only after the review window" in (takedown.escalation_reason or "")
+    assert takedown.escalation_reasons == [CONFIRMED_LATE]
     tick(engine, settings, clock)
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     with new_session(engine) as session:

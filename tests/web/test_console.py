@@ -366,6 +366,8 @@ def test_a_configured_secret_signs_the_tokens_and_nothing_is_stored(
 @pytest.mark.parametrize(
     ("left", "words", "css_class"),
     [
+        (timedelta(days=7), "7 d 0 h left", "due-later"),
+        (timedelta(hours=47, minutes=59), "47 h 59 min left", "due-later"),
         (timedelta(hours=23, minutes=59), "23 h 59 min left", "due-later"),
         (timedelta(hours=6, minutes=1), "6 h 1 min left", "due-later"),
         (timedelta(hours=5, minutes=12), "5 h 12 min left", "due-soon"),
@@ -373,6 +375,7 @@ def test_a_configured_secret_signs_the_tokens_and_nothing_is_stored(
         (timedelta(0), "0 min left", "due-urgent"),
         (-timedelta(minutes=20), "overdue by 20 min", "due-overdue"),
         (-timedelta(hours=2, minutes=5), "overdue by 2 h 5 min", "due-overdue"),
+        (-timedelta(days=3, hours=1), "overdue by 3 d 1 h", "due-overdue"),
     ],
 )
 def test_countdown_words_and_thresholds(left: timedelta, words: str, css_class: str) -> None:
@@ -576,7 +579,7 @@ def test_escalating_in_the_console_holds_the_request(
     assert answer.status_code == 303
     takedown = load(engine, takedown_id)
     assert takedown.status == "escalated"
-    assert takedown.escalation_reason == "Check the licence."
+    assert takedown.escalation_reasons == ["Check the licence."]
     assert ("escalated", "operator-ana", "received", "escalated") in audit_actions(
         engine, takedown_id
     )
