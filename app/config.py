@@ -159,7 +159,9 @@ class Settings(BaseSettings):
     # system's resolver.
     dns_nameservers: str = ""
     dns_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # Signs the CSRF tokens of the rights holders' forms; every API process must share it.
+    # Signs the CSRF tokens of every form post: the rights holders' pages and the operators'
+    # console. Every API process must share it; unset, one is generated once and kept in the
+    # database (app/web/csrf.py), never an empty or guessable key.
     csrf_secret: SecretStr | None = None
     # E-mail to claimants: unset, e-mails are recorded in the outbox as `skipped`, not sent.
     smtp_url: SecretStr | None = None

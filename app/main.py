@@ -15,6 +15,7 @@ from app.articles import routes as articles
 from app.clock import Clock, SystemClock
 from app.config import Settings, get_settings, settings_or_exit
 from app.console import routes as console
+from app.console.access import FormExpired, form_expired_page
 from app.db import create_db_engine
 from app.docs import docs_router
 from app.errors import install_error_handlers
@@ -111,6 +112,7 @@ def create_app(
     )
 
     install_error_handlers(app)
+    app.add_exception_handler(FormExpired, form_expired_page)
     # Routes are matched in order: the article reads, what frontends request most, first.
     articles.add_reads_by_key(app.router)
     app.include_router(feeds_out.router)

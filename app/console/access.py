@@ -1,6 +1,7 @@
 """Who may use the console and how its pages answer: the session cookie, the operator
-dependency (no session: 303 to the sign-in page), the CSRF guard, and the rendered page with
-its form token."""
+dependency (no session: 303 to the sign-in page), the CSRF guard and the dependency of every
+post (`PostingOperatorDep`: a bad form token is the 403 page, `FormExpired`), and the rendered
+page with its form token."""
 
 from datetime import datetime
 from typing import Annotated
@@ -65,6 +66,34 @@ def _operator(request: Request, session: ReadSessionDep) -> Operator:
 OperatorDep = Annotated[Operator, Depends(_operator)]
 
 
+class FormExpired(Exception):
+    """A console post without the form token of its cookie; answered with the 403 page
+    (`form_expired_page`), nothing changed."""
+
+    def __init__(self, operator: Operator | None) -> None:
+        super().__init__("the form token does not match its cookie")
+        self.operator = operator
+
+
+def check_form_token(request: Request, csrf_token: CsrfField = "") -> None:
+    """The guard of a post made without a session (signing in)."""
+    if not guard(request).accepts(request, csrf_token):
+        raise FormExpired(None)
+
+
+def _posting_operator(
+    request: Request, operator: OperatorDep, csrf_token: CsrfField = ""
+) -> Operator:
+    # The session first: without one, the post is sent to the sign-in page (303), not a 403.
+    if not guard(request).accepts(request, csrf_token):
+        raise FormExpired(operator)
+    return operator
+
+
+# The signed-in operator of a console post whose form token matches its cookie.
+PostingOperatorDep = Annotated[Operator, Depends(_posting_operator)]
+
+
 def render(
     request: Request,
     template: str,
@@ -80,6 +109,12 @@ def render(
 def forbidden(request: Request, operator: Operator | None) -> Response:
     """The answer to a post without the form token of its cookie: nothing was changed."""
     return render(request, "forbidden.html", operator, status=403)
+
+
+def form_expired_page(request: Request, exc: Exception) -> Response:
+    """The exception handler of `FormExpired` (installed by app/main.py)."""
+    assert isinstance(exc, FormExpired)
+    return forbidden(request, exc.operator)
 
 
 def not_found(request: Request, operator: Operator) -> Response:

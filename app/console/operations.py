@@ -1,7 +1,8 @@
-"""The console's pages beside the queue: blocks (lift, with the reason), failed removals
-(retry), webhook endpoints (enable), API keys (create, revoke), feeds' health. Each goes
-through its domain's service, as the JSON admin API does; key and webhook changes are
-audited under the operator's key name."""
+"""The console's pages beside the queue: blocks (lift, with the reason), failed removals,
+e-mails and webhook deliveries (retry), webhook endpoints (enable), API keys (create,
+revoke), feeds' health. Each goes through its domain's service, as the JSON admin API does;
+key and webhook changes and notification retries are audited under the operator's key name.
+Every post checks its form token (`access.PostingOperatorDep`)."""
 
 from typing import Annotated
 from urllib.parse import urlencode
@@ -20,7 +21,7 @@ from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import Conflict, NotFound
 from app.feeds import service as feeds
 from app.jobs.models import JobStatus
-from app.notifications import webhooks
+from app.notifications import failures, webhooks
 from app.scheduler import queue as removals
 from app.takedowns import blocks
 
@@ -93,13 +94,10 @@ def lift_block(
     block_id: RowId,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     reason: Reason = "",
 ) -> Response:
     """Lift a block with the reason (audited): the URL or domain may be ingested again."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     if not reason.strip():
         error = "Lifting a block needs a reason: it goes into the audit log."
         return _blocks_page(request, session, operator, error=error, status=422)
@@ -151,17 +149,129 @@ def retry_removal(
     job_id: RowId,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
 ) -> Response:
     """Queue a failed removal again, due now, with its attempts reset."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         removals.retry_failed_removal(session=session, job_id=job_id, now=access.now_of(request))
     except (Conflict, NotFound):
         return _done("/admin/removals", retried=0)
     return _done("/admin/removals", retried=job_id)
+
+
+# Failed e-mails and webhook deliveries ---------------------------------------------------
+
+
+def _emails_page(
+    request: Request,
+    session: Session,
+    operator: Operator,
+    cursor: str | None = None,
+    *,
+    retried: int = 0,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    rows = failures.list_failed_emails(session=session, after_id=_after(cursor), limit=PAGE_SIZE)
+    return access.render(
+        request,
+        "emails.html",
+        operator,
+        status=status,
+        emails=rows,
+        next_page=_next_page(request, [row.id for row in rows]),
+        retried=retried,
+        error=error,
+    )
+
+
+@router.get("/admin/emails")
+def failed_emails(
+    request: Request,
+    session: ReadSessionDep,
+    operator: access.OperatorDep,
+    cursor: Cursor = None,
+    retried: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
+) -> Response:
+    """E-mails to claimants and publishers that were not sent, with their last error."""
+    return _emails_page(request, session, operator, cursor, retried=retried)
+
+
+@router.post("/admin/emails/{email_id}/retry")
+def retry_email(
+    email_id: RowId,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.PostingOperatorDep,
+) -> Response:
+    """Queue a failed e-mail again, due now, with its attempts reset (audited)."""
+    try:
+        failures.retry_failed_email(
+            session=session, email_id=email_id, actor=operator.name, now=access.now_of(request)
+        )
+    except (Conflict, NotFound) as exc:
+        session.rollback()
+        return _emails_page(request, session, operator, error=exc.detail, status=exc.status)
+    return _done("/admin/emails", retried=email_id)
+
+
+def _deliveries_page(
+    request: Request,
+    session: Session,
+    operator: Operator,
+    cursor: str | None = None,
+    *,
+    retried: int = 0,
+    error: str | None = None,
+    status: int = 200,
+) -> Response:
+    rows = failures.list_failed_deliveries(
+        session=session, after_id=_after(cursor), limit=PAGE_SIZE
+    )
+    return access.render(
+        request,
+        "deliveries.html",
+        operator,
+        status=status,
+        deliveries=rows,
+        next_page=_next_page(request, [row.id for row in rows]),
+        retried=retried,
+        error=error,
+    )
+
+
+@router.get("/admin/deliveries")
+def failed_deliveries(
+    request: Request,
+    session: ReadSessionDep,
+    operator: access.OperatorDep,
+    cursor: Cursor = None,
+    retried: Annotated[int, Query(ge=0, le=MAX_ROW_ID)] = 0,
+) -> Response:
+    """Webhook deliveries given up after the retry window, with their last answer."""
+    return _deliveries_page(request, session, operator, cursor, retried=retried)
+
+
+@router.post("/admin/deliveries/{delivery_id}/retry")
+def retry_delivery(
+    delivery_id: RowId,
+    request: Request,
+    session: WriteSessionDep,
+    operator: access.PostingOperatorDep,
+) -> Response:
+    """Queue a failed webhook delivery again, due now, its endpoint's backoff lifted
+    (audited)."""
+    try:
+        failures.retry_failed_delivery(
+            session=session,
+            delivery_id=delivery_id,
+            actor=operator.name,
+            now=access.now_of(request),
+        )
+    except (Conflict, NotFound) as exc:
+        session.rollback()
+        return _deliveries_page(request, session, operator, error=exc.detail, status=exc.status)
+    return _done("/admin/deliveries", retried=delivery_id)
 
 
 # Webhooks ----------------------------------------------------------------------------------
@@ -189,12 +299,9 @@ def enable_webhook(
     endpoint_id: RowId,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
 ) -> Response:
     """Enable an endpoint (audited): its pending deliveries resume."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         console.enable_webhook(
             session=session,
@@ -247,15 +354,12 @@ def api_keys(
 def create_key(
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     name: Annotated[str, Form()] = "",
     scope: Annotated[str, Form()] = "",
     domain: Annotated[str, Form()] = "",
 ) -> Response:
     """Create a key (audited); its secret is on this answer only (never stored, no-store)."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         wanted = ApiKeyCreate.model_validate(
             {"name": name.strip(), "scope": scope, "domain": domain.strip() or None}
@@ -274,12 +378,9 @@ def revoke_key(
     key_id: RowId,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
 ) -> Response:
     """Revoke a key (audited); it stops authenticating at once. Never the operator's own."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         console.revoke_key(
             session=session, operator=operator, key_id=key_id, now=access.now_of(request)

@@ -37,7 +37,7 @@ def create_webhook(
     body: WebhookEndpointIn, request: Request, session: WriteSessionDep, principal: AdminKey
 ) -> WebhookEndpointCreated:
     """Register an endpoint at a public address (any address with
-    BYLINE_ALLOW_PRIVATE_NETWORKS); the signing secret is in this answer only."""
+    BYLINE_ALLOW_PRIVATE_NETWORKS), audited; the signing secret is in this answer only."""
     endpoint, secret = webhooks.create_endpoint(
         session=session,
         url=body.url,
@@ -77,9 +77,16 @@ def get_webhook(
 @router.delete(
     "/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
 )
-def delete_webhook(endpoint_id: EndpointId, session: WriteSessionDep, _: AdminKey) -> Response:
-    """Delete an endpoint and its delivery log; nothing more is sent to it."""
-    webhooks.delete_endpoint(session=session, endpoint_id=endpoint_id)
+def delete_webhook(
+    endpoint_id: EndpointId, request: Request, session: WriteSessionDep, principal: AdminKey
+) -> Response:
+    """Delete an endpoint and its delivery log (audited); nothing more is sent to it."""
+    webhooks.delete_endpoint(
+        session=session,
+        endpoint_id=endpoint_id,
+        actor=principal.name,
+        now=request.app.state.clock.now(),
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -87,10 +94,16 @@ def delete_webhook(endpoint_id: EndpointId, session: WriteSessionDep, _: AdminKe
     "/{endpoint_id}/enable", response_model=WebhookEndpointPublic, responses=problem_responses(404)
 )
 def enable_webhook(
-    endpoint_id: EndpointId, session: WriteSessionDep, _: AdminKey
+    endpoint_id: EndpointId, request: Request, session: WriteSessionDep, principal: AdminKey
 ) -> WebhookEndpointPublic:
-    """Enable a disabled endpoint: its pending deliveries resume, new events reach it again."""
-    endpoint = webhooks.enable_endpoint(session=session, endpoint_id=endpoint_id)
+    """Enable a disabled endpoint (audited): its pending deliveries resume, new events reach
+    it again."""
+    endpoint = webhooks.enable_endpoint_audited(
+        session=session,
+        endpoint_id=endpoint_id,
+        actor=principal.name,
+        now=request.app.state.clock.now(),
+    )
     pending = webhooks.pending_deliveries(session=session, endpoint_ids=[endpoint_id])
     return WebhookEndpointPublic.of(endpoint, pending=pending.get(endpoint_id, 0))
 

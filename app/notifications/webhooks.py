@@ -30,6 +30,8 @@ from app.notifications.models import (
     WebhookEvent,
 )
 from app.outbound import refuse_internal_url
+from app.takedowns import audit
+from app.takedowns.audit import Action
 
 SIGNATURE_HEADER = "X-Byline-Signature"
 SECRET_PREFIX = "whsec_"
@@ -68,6 +70,8 @@ def create_endpoint(
     )
     session.add(endpoint)
     session.flush()
+    events_words = f", events {', '.join(endpoint.events)}"
+    _audit(session, Action.webhook_created, endpoint, actor, now, details=events_words)
     return endpoint, secret
 
 
@@ -83,9 +87,10 @@ def get_endpoint(*, session: Session, endpoint_id: int) -> WebhookEndpoint:
     return endpoint
 
 
-def delete_endpoint(*, session: Session, endpoint_id: int) -> None:
-    """Delete an endpoint with its delivery log; nothing more is sent to it."""
-    get_endpoint(session=session, endpoint_id=endpoint_id)
+def delete_endpoint(*, session: Session, endpoint_id: int, actor: str, now: datetime) -> None:
+    """Delete an endpoint with its delivery log, audited; nothing more is sent to it."""
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    _audit(session, Action.webhook_deleted, endpoint, actor, now)
     session.execute(delete(WebhookDelivery).where(col(WebhookDelivery.endpoint_id) == endpoint_id))
     session.execute(delete(WebhookEndpoint).where(col(WebhookEndpoint.id) == endpoint_id))
 
@@ -101,6 +106,28 @@ def enable_endpoint(*, session: Session, endpoint_id: int) -> WebhookEndpoint:
     endpoint.retry_at = None
     session.flush()
     return endpoint
+
+
+def enable_endpoint_audited(
+    *, session: Session, endpoint_id: int, actor: str, now: datetime
+) -> WebhookEndpoint:
+    """`enable_endpoint`, with its audit row under the acting key's name."""
+    endpoint = enable_endpoint(session=session, endpoint_id=endpoint_id)
+    _audit(session, Action.webhook_enabled, endpoint, actor, now)
+    return endpoint
+
+
+def _audit(
+    session: Session,
+    action: Action,
+    endpoint: WebhookEndpoint,
+    actor: str,
+    now: datetime,
+    details: str = "",
+) -> None:
+    # The console words its rows the same way (app/console/service.py, enable_webhook).
+    reason = f"endpoint {endpoint.id} {endpoint.url}{details}"
+    audit.record(session=session, action=action, actor=actor, now=now, reason=reason)
 
 
 def pending_deliveries(*, session: Session, endpoint_ids: list[int]) -> dict[int, int]:

@@ -47,6 +47,11 @@ class Action(StrEnum):
     api_key_created = "api_key_created"
     api_key_revoked = "api_key_revoked"
     webhook_enabled = "webhook_enabled"
+    webhook_created = "webhook_created"
+    webhook_deleted = "webhook_deleted"
+    # Notifications that ran out of tries, queued again by an operator.
+    email_retried = "email_retried"
+    webhook_delivery_retried = "webhook_delivery_retried"
 
 
 # Actors that are not an operator's key name.
