@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Query, Request, Response
 from sqlmodel import Session
 
 from app.console import access, operations, pages, sessions, transparency
@@ -66,16 +66,13 @@ def login_form(request: Request, session: ReadSessionDep) -> Response:
     return access.render(request, "login.html", None, error=None)
 
 
-@router.post(access.LOGIN_PATH)
+@router.post(access.LOGIN_PATH, dependencies=[Depends(access.check_form_token)])
 def sign_in(
     request: Request,
     session: WriteSessionDep,
     key: Annotated[str, Form()] = "",
-    csrf_token: access.CsrfField = "",
 ) -> Response:
     """Open a session for an admin key (audited); ingest and publisher keys are refused."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, None)
     try:
         _, token = sessions.sign_in(session=session, key=key.strip(), now=access.now_of(request))
     except KeyCannotSignIn:
@@ -98,12 +95,9 @@ def sign_in(
 def sign_out(
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
 ) -> Response:
     """End the session on the server, and forget the cookie."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     sessions.sign_out(session=session, operator=operator, now=access.now_of(request))
     response = access.redirect(access.LOGIN_PATH)
     response.delete_cookie(
@@ -202,16 +196,13 @@ def _decidable(takedown: Takedown) -> bool:
 def decide_in_bulk(
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     action: Annotated[str, Form()] = "",
     ids: Annotated[list[str] | None, Form()] = None,
     template: Annotated[str, Form()] = "",
     statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
 ) -> Response:
     """Approve or reject the ticked requests: each its own decision, audit row and e-mail."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     now = access.now_of(request)
     reason = console.statement_of_reasons(template, statement)
     if action == "approve":
@@ -314,13 +305,10 @@ def approve(
     takedown_id: str,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     then: Annotated[str, Form()] = "",
 ) -> Response:
     """Approve: the request's removals run now and its blocks hold."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         _approver(session, operator, access.now_of(request))(takedown_id)
     except (Conflict, NotFound) as exc:
@@ -333,16 +321,13 @@ def reject(
     takedown_id: str,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     template: Annotated[str, Form()] = "",
     statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
     then: Annotated[str, Form()] = "",
 ) -> Response:
     """Reject with a statement of reasons (a template and the particulars), e-mailed to the
     claimant."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     reason = console.statement_of_reasons(template, statement)
     if not reason:
         error = "A rejection needs a statement of reasons: pick a template or write one."
@@ -359,14 +344,11 @@ def escalate(
     takedown_id: str,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
     then: Annotated[str, Form()] = "",
 ) -> Response:
     """Hold the request for review: nothing is removed until an operator approves it."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         service.escalate_takedown(
             session=session,
@@ -385,15 +367,12 @@ def uphold_rejection(
     takedown_id: str,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     template: Annotated[str, Form()] = "",
     statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
 ) -> Response:
     """Decide an appeal: the rejection stands, with a statement of reasons e-mailed to the
     claimant. Not by the operator who rejected the request."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     reason = console.statement_of_reasons(template, statement)
     if not reason:
         error = "Upholding a rejection needs a statement of reasons: pick a template or write one."
@@ -416,14 +395,11 @@ def grant_appeal(
     takedown_id: str,
     request: Request,
     session: WriteSessionDep,
-    operator: access.OperatorDep,
-    csrf_token: access.CsrfField = "",
+    operator: access.PostingOperatorDep,
     statement: Annotated[str, Form(max_length=MAX_STATEMENT)] = "",
 ) -> Response:
     """Decide an appeal: the request is approved after all, its removals run now. Not by the
     operator who rejected the request."""
-    if not access.guard(request).accepts(request, csrf_token):
-        return access.forbidden(request, operator)
     try:
         appeals.grant_appeal(
             session=session,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from httpx import Response
 from pydantic import SecretStr
@@ -29,7 +30,7 @@ from app.notifications import webhooks
 from app.notifications.models import ClaimantEmail, EmailKind, EventKind, WebhookEndpoint
 from app.scheduler.models import RemovalJob
 from app.takedowns import blocks
-from app.takedowns.models import AuditEvent
+from app.takedowns.models import AuditEvent, Takedown
 from app.web.csrf import CsrfSecret
 from tests.conftest import make_key
 from tests.takedowns.factories import (
@@ -279,17 +280,32 @@ def test_console_posts_without_the_form_token_change_nothing(
     no_token = web_client.post("/admin/login", data={"key": admin_key}, follow_redirects=False)
     assert no_token.status_code == 403
     signed_in(web_client, admin_key)
-    for path in (
-        f"/admin/takedowns/{takedown_id}/approve",
-        f"/admin/takedowns/{takedown_id}/escalate",
+    posts = {
+        route.path
+        for route in console_routes.router.routes
+        if isinstance(route, APIRoute) and "POST" in route.methods
+    }
+    assert posts - {"/admin/login", "/admin/{rest:path}"} == {
+        "/admin/takedowns/{takedown_id}/approve",
+        "/admin/takedowns/{takedown_id}/reject",
+        "/admin/takedowns/{takedown_id}/escalate",
+        "/admin/takedowns/{takedown_id}/appeal/uphold",
+        "/admin/takedowns/{takedown_id}/appeal/grant",
         "/admin/takedowns/bulk",
         "/admin/logout",
-    ):
-        wrong = web_client.post(
-            path, data={"csrf_token": "0" * 64, "ids": takedown_id, "action": "approve"}
-        )
-        assert wrong.status_code == 403, path
-        assert "This form has expired" in wrong.text
+    }
+    for route in sorted(posts - {"/admin/login", "/admin/{rest:path}"}):
+        path = route.format(takedown_id=takedown_id)
+        for token in ({}, {"csrf_token": "0" * 64}):
+            wrong = web_client.post(
+                path,
+                data={**token, "ids": takedown_id, "action": "approve", "statement": "No."},
+            )
+            assert wrong.status_code == 403, path
+            assert "This form has expired" in wrong.text
+    assert web_client.get("/admin/takedowns").status_code == 200  # still signed in
+    with new_session(engine) as session:
+        assert session.get(Takedown, takedown_id).status == "received"  # type: ignore[union-attr]
     # A post from another site, even with a good token, is refused.
     token = csrf_of(web_client, "/admin/takedowns")
     foreign = web_client.post(
