@@ -14,6 +14,8 @@ from sqlmodel import Field, Session, SQLModel
 
 from app.db import UTCDateTime, new_session
 from app.errors import NotFound, ProblemError
+from app.takedowns import audit
+from app.takedowns.audit import Action
 
 KEY_PREFIX = "byl_"
 
@@ -154,3 +156,27 @@ IngestKey = Annotated[Principal, Depends(_require(Scope.ingest))]
 AdminKey = Annotated[Principal, Depends(_require(Scope.admin))]
 PublisherKey = Annotated[Principal, Depends(_require(Scope.publisher))]
 OptionalPublisherKey = Annotated[Principal | None, Depends(_optional_publisher)]
+
+
+def create_api_key_audited(
+    *, session: Session, name: str, scope: Scope, domain: str | None, actor: str, now: datetime
+) -> tuple[ApiKey, str]:
+    """`create_api_key` with its audit row under the acting key's name (never the secret)."""
+    key, secret = create_api_key(session=session, name=name, scope=scope, domain=domain, now=now)
+    reason = f"key {key.id} {key.name!r}, scope {key.scope}" + (
+        f", domain {key.domain}" if key.domain else ""
+    )
+    audit.record(
+        session=session, action=Action.api_key_created, actor=actor, now=now, reason=reason
+    )
+    return key, secret
+
+
+def revoke_api_key_audited(*, session: Session, key_id: int, actor: str, now: datetime) -> ApiKey:
+    """`revoke_api_key` with its audit row under the acting key's name."""
+    key = revoke_api_key(session=session, key_id=key_id, now=now)
+    reason = f"key {key.id} {key.name!r}, scope {key.scope}"
+    audit.record(
+        session=session, action=Action.api_key_revoked, actor=actor, now=now, reason=reason
+    )
+    return key

@@ -5,14 +5,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, status
 from pydantic import BaseModel, Field, model_validator
-from sqlmodel import Session
 
 from app.articles.urls import registrable_domain
-from app.auth import AdminKey, ApiKey, Scope, create_api_key, list_api_keys, revoke_api_key
+from app.auth import (
+    AdminKey,
+    ApiKey,
+    Scope,
+    create_api_key_audited,
+    list_api_keys,
+    revoke_api_key_audited,
+)
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
-from app.takedowns import audit
-from app.takedowns.audit import Action
 from app.takedowns.schemas import Domain
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], responses=problem_responses(401, 403))
@@ -36,33 +40,6 @@ class ApiKeyCreate(BaseModel):
         if self.domain is not None:
             self.domain = registrable_domain(self.domain)
         return self
-
-
-def create_api_key_audited(
-    *, session: Session, wanted: ApiKeyCreate, actor: str, now: datetime
-) -> tuple[ApiKey, str]:
-    """`create_api_key` with its audit row under the acting key's name (never the secret)."""
-    key, secret = create_api_key(
-        session=session, name=wanted.name, scope=wanted.scope, domain=wanted.domain, now=now
-    )
-    # Worded as the console words it (app/console/service.py, create_key).
-    reason = f"key {key.id} {key.name!r}, scope {key.scope}" + (
-        f", domain {key.domain}" if key.domain else ""
-    )
-    audit.record(
-        session=session, action=Action.api_key_created, actor=actor, now=now, reason=reason
-    )
-    return key, secret
-
-
-def revoke_api_key_audited(*, session: Session, key_id: int, actor: str, now: datetime) -> ApiKey:
-    """`revoke_api_key` with its audit row under the acting key's name."""
-    key = revoke_api_key(session=session, key_id=key_id, now=now)
-    reason = f"key {key.id} {key.name!r}, scope {key.scope}"
-    audit.record(
-        session=session, action=Action.api_key_revoked, actor=actor, now=now, reason=reason
-    )
-    return key
 
 
 class ApiKeyPublic(BaseModel):
@@ -113,7 +90,12 @@ def create_key(
 ) -> ApiKeyCreated:
     """Create a key (audited); the secret is in this answer only."""
     key, secret = create_api_key_audited(
-        session=session, wanted=body, actor=principal.name, now=request.app.state.clock.now()
+        session=session,
+        name=body.name,
+        scope=body.scope,
+        domain=body.domain,
+        actor=principal.name,
+        now=request.app.state.clock.now(),
     )
     return ApiKeyCreated(**ApiKeyPublic.of(key).model_dump(), secret=secret)
 

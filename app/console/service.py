@@ -17,7 +17,6 @@ from app.errors import Conflict, NotFound
 from app.notifications import webhooks
 from app.notifications.models import WebhookEndpoint
 from app.takedowns import audit, service
-from app.takedowns.audit import Action
 from app.takedowns.models import AuditEvent, Takedown
 from app.takedowns.targets import TargetView
 
@@ -167,18 +166,14 @@ def create_key(
     *, session: Session, operator: Operator, request: ApiKeyCreate, now: datetime
 ) -> tuple[ApiKey, str]:
     """Create an API key (its secret returned once), audited."""
-    key, secret = auth.create_api_key(
-        session=session, name=request.name, scope=request.scope, domain=request.domain, now=now
-    )
-    audit.record(
+    return auth.create_api_key_audited(
         session=session,
-        action=Action.api_key_created,
+        name=request.name,
+        scope=request.scope,
+        domain=request.domain,
         actor=operator.name,
         now=now,
-        reason=f"key {key.id} {key.name!r}, scope {key.scope}"
-        + (f", domain {key.domain}" if key.domain else ""),
     )
-    return key, secret
 
 
 def revoke_key(*, session: Session, operator: Operator, key_id: int, now: datetime) -> ApiKey:
@@ -186,27 +181,13 @@ def revoke_key(*, session: Session, operator: Operator, key_id: int, now: dateti
     would lock its own operator out mid-session, and leave no key to undo it with)."""
     if key_id == operator.key_id:
         raise Conflict("A key cannot revoke itself: sign in with another admin key.")
-    key = auth.revoke_api_key(session=session, key_id=key_id, now=now)
-    audit.record(
-        session=session,
-        action=Action.api_key_revoked,
-        actor=operator.name,
-        now=now,
-        reason=f"key {key.id} {key.name!r}, scope {key.scope}",
-    )
-    return key
+    return auth.revoke_api_key_audited(session=session, key_id=key_id, actor=operator.name, now=now)
 
 
 def enable_webhook(
     *, session: Session, operator: Operator, endpoint_id: int, now: datetime
 ) -> WebhookEndpoint:
     """Enable a disabled webhook endpoint again, audited."""
-    endpoint = webhooks.enable_endpoint(session=session, endpoint_id=endpoint_id)
-    audit.record(
-        session=session,
-        action=Action.webhook_enabled,
-        actor=operator.name,
-        now=now,
-        reason=f"endpoint {endpoint.id} {endpoint.url}",
+    return webhooks.enable_endpoint_audited(
+        session=session, endpoint_id=endpoint_id, actor=operator.name, now=now
     )
-    return endpoint

@@ -125,7 +125,6 @@ def _audit(
     now: datetime,
     details: str = "",
 ) -> None:
-    # The console words its rows the same way (app/console/service.py, enable_webhook).
     reason = f"endpoint {endpoint.id} {endpoint.url}{details}"
     audit.record(session=session, action=action, actor=actor, now=now, reason=reason)
 
