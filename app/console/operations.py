@@ -153,7 +153,9 @@ def retry_removal(
 ) -> Response:
     """Queue a failed removal again, due now, with its attempts reset."""
     try:
-        removals.retry_failed_removal(session=session, job_id=job_id, now=access.now_of(request))
+        removals.retry_failed_removal(
+            session=session, job_id=job_id, actor=operator.name, now=access.now_of(request)
+        )
     except (Conflict, NotFound):
         return _done("/admin/removals", retried=0)
     return _done("/admin/removals", retried=job_id)

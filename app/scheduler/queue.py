@@ -15,6 +15,8 @@ from app.jobs import wakeups
 from app.jobs.models import OPEN_STATUSES, JobStatus
 from app.jobs.queue import JobQueue
 from app.scheduler.models import RemovalJob
+from app.takedowns import audit
+from app.takedowns.audit import Action
 
 RJ = RemovalJob.__table__  # type: ignore[attr-defined]
 KIND = "removal"
@@ -218,8 +220,18 @@ def list_removals(
     return list(session.scalars(query.order_by(RJ.c.id).limit(limit)))
 
 
-def retry_failed_removal(*, session: Session, job_id: int, now: datetime) -> Any:
-    """An operator queues a failed row again, due now, with a fresh set of attempts."""
+def retry_failed_removal(*, session: Session, job_id: int, actor: str, now: datetime) -> Any:
+    """An operator queues a failed row again, due now, with a fresh set of attempts
+    (audited under the operator's name)."""
     row = REMOVALS.retry_failed(session=session, job_id=job_id, now=now)
     wakeups.wake(session, KIND)
+    audit.record(
+        session=session,
+        action=Action.removal_retried,
+        actor=actor,
+        now=now,
+        takedown_id=row.takedown_id,
+        article_id=row.article_id,
+        reason=f"removal {row.id}",
+    )
     return row

@@ -67,9 +67,11 @@ def list_removal_jobs(
 def retry_removal_job(
     request: Request,
     session: WriteSessionDep,
-    _: AdminKey,
+    principal: AdminKey,
     job_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> RemovalJobPublic:
-    """Queue a failed removal row again, due now, with its attempts reset."""
-    job = retry_failed_removal(session=session, job_id=job_id, now=request.app.state.clock.now())
+    """Queue a failed removal row again, due now, with its attempts reset (audited)."""
+    job = retry_failed_removal(
+        session=session, job_id=job_id, actor=principal.name, now=request.app.state.clock.now()
+    )
     return RemovalJobPublic.of(job)

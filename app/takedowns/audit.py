@@ -49,7 +49,8 @@ class Action(StrEnum):
     webhook_enabled = "webhook_enabled"
     webhook_created = "webhook_created"
     webhook_deleted = "webhook_deleted"
-    # Notifications that ran out of tries, queued again by an operator.
+    # Work that ran out of tries, queued again by an operator.
+    removal_retried = "removal_retried"
     email_retried = "email_retried"
     webhook_delivery_retried = "webhook_delivery_retried"
 

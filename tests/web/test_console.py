@@ -828,6 +828,14 @@ def test_a_failed_removal_can_be_retried(
     assert answer.headers["location"] == f"/admin/removals?retried={job_id}"
     with new_session(engine) as session:
         assert session.get(RemovalJob, job_id).status == JobStatus.queued.value  # type: ignore[union-attr]
+        retried = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "removal_retried")  # type: ignore[arg-type]
+        ).one()
+    assert (retried.actor, retried.takedown_id, retried.article_id) == (
+        "operator-ana",
+        takedown_id,
+        article["id"],
+    )
     not_failed = post(web_client, f"/admin/removals/{job_id}/retry", "/admin/removals")
     assert not_failed.headers["location"] == "/admin/removals?retried=0"
 
