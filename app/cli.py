@@ -1,12 +1,16 @@
 """The `byline` command: serve, migrate, keys, feeds (and worker, for background work)."""
 
+import os
+import shutil
 import signal
+import tempfile
 from collections import Counter
 from types import FrameType
 from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, start_http_server
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Engine
@@ -23,8 +27,13 @@ from app.feeds import service as feeds
 from app.feeds.models import FeedState
 from app.jobs.wakeups import StopSignal
 from app.jobs.worker import JobCounters
+from app.main import serve_app
 from app.migrate import current_revision, head_revision, upgrade_to_head
-from app.observability import configure_logging
+from app.observability import (
+    MULTIPROCESS_DIRECTORY,
+    configure_logging,
+    mark_process_dead_at_exit,
+)
 from app.takedowns.schemas import Domain
 from app.timeouts import SlowClientGuard
 
@@ -72,8 +81,28 @@ def serve(
     configure_logging(settings.log_level)
     if migrate:
         upgrade_to_head(settings.database_url)
+    metrics_directory = None
+    if workers > 1:
+        # A fresh directory per run, where every API process counts and /metrics adds them
+        # up (app/observability.py); files left by an earlier run would count twice.
+        metrics_directory = tempfile.mkdtemp(prefix="byline-metrics-")
+        os.environ[MULTIPROCESS_DIRECTORY] = metrics_directory
+    try:
+        _serve(settings.forwarded_allow_ips, host=host, port=port, workers=workers)
+    finally:
+        if metrics_directory is not None:
+            shutil.rmtree(metrics_directory, ignore_errors=True)
+
+
+def api_process_app() -> FastAPI:
+    """The uvicorn factory of `byline serve`, called in each API process."""
+    mark_process_dead_at_exit()
+    return serve_app()
+
+
+def _serve(forwarded_allow_ips: str, *, host: str, port: int, workers: int) -> None:
     uvicorn.run(
-        "app.main:serve_app",
+        "app.cli:api_process_app",
         factory=True,
         host=host,
         port=port,
@@ -90,7 +119,7 @@ def serve(
         timeout_graceful_shutdown=20,
         server_header=False,
         proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from pydantic_core import from_json
-from sqlalchemy import DateTime, Engine
+from sqlalchemy import BigInteger, DateTime, Engine, Integer
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session, SQLModel
@@ -22,9 +22,16 @@ SQLModel.metadata.naming_convention = {
     "pk": "pk_%(table_name)s",
 }
 
-# Ids in paths are bounded so that no engine sees an integer it cannot bind: the id columns
-# are INTEGER, 32 bits on PostgreSQL (a larger id was a 500 there, found by fuzzing).
+# The ids of the tables that grow without bound (articles and the rows made per article:
+# tags, match keys, tombstones, takedown targets, removal jobs, the outbox, audit events) and
+# every column that holds one: BIGINT on PostgreSQL. SQLite's INTEGER is 64 bits already, and
+# only `INTEGER PRIMARY KEY` is the rowid that numbers new rows (BIGINT PRIMARY KEY would not).
+BIG_ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+# Ids in paths are bounded so that no engine sees an integer it cannot bind (a larger id was
+# a 500 on PostgreSQL, found by fuzzing): INTEGER columns are 32 bits there, BIG_ROW_ID ones 64.
 MAX_ROW_ID = 2**31 - 1
+MAX_BIG_ROW_ID = 2**63 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):

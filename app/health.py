@@ -3,7 +3,7 @@
 import logging
 
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -52,6 +52,4 @@ def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
     for refresh in request.app.state.metric_refreshers:
         refresh()
-    return Response(
-        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -1,16 +1,20 @@
 """JSON logs (one line per request, no bodies, no query strings) and Prometheus metrics."""
 
 import asyncio
+import atexit
 import json
 import logging
 import math
+import os
 import sys
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_logger = logging.getLogger("byline.access")
@@ -88,11 +92,46 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+# Set by `byline serve --workers N` (N > 1) before its API processes start: each process
+# then keeps its samples in files there (prometheus_client reads the variable when imported),
+# and /metrics adds up every process's files, whichever process answers the scrape.
+MULTIPROCESS_DIRECTORY = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_directory() -> str | None:
+    return os.environ.get(MULTIPROCESS_DIRECTORY) or None
+
+
+def mark_process_dead_at_exit() -> None:
+    """In multiprocess mode: when this API process exits, its samples stop counting as a
+    live process's (the counters it made stay in the sums)."""
+    directory = multiprocess_directory()
+    if directory is not None:
+        atexit.register(mark_process_dead, os.getpid(), directory)
+
+
+def database_gauge(
+    name: str, documentation: str, labelnames: Sequence[str] = (), *, registry: CollectorRegistry
+) -> Gauge:
+    """A gauge read from the database before each scrape. It describes the database, not
+    this process: with several API processes the scrape shows the value the answering
+    process has just read ("mostrecent"), never one per process or their sum."""
+    return Gauge(name, documentation, labelnames, registry=registry, multiprocess_mode="mostrecent")
+
+
 class Metrics:
-    """The app's Prometheus registry; domains add their own collectors to `registry`."""
+    """The app's Prometheus registry; domains add their own metrics to `registry`. In
+    multiprocess mode /metrics shows what every process wrote to the directory, so only
+    metric objects count there (Counter, Histogram, `database_gauge`), not custom collectors."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        directory = multiprocess_directory()
+        if directory is None:
+            self._exposed = self.registry
+        else:
+            self._exposed = CollectorRegistry()
+            MultiProcessCollector(self._exposed, path=directory)
         self.requests = Counter(
             "byline_http_requests_total",
             "HTTP requests by method, route template and status.",
@@ -106,6 +145,11 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format: this process's metrics, or in multiprocess mode every
+        API process's."""
+        return generate_latest(self._exposed)
 
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -375,3 +375,57 @@ def test_0015_splits_joined_escalation_reasons_exactly_and_the_downgrade_joins_t
         assert back == joined
     finally:
         upgrade_to_head(database_url)
+
+
+def test_postgresql_0016_makes_ids_bigint_keeping_rows_and_numbering_on(
+    database_url: str, engine: Engine
+) -> None:
+    """0016 changes the id columns and their sequences to bigint on PostgreSQL: the rows,
+    their search rows and the next ids carry on, and the sequences go past 2**31."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's INTEGER ids are 64 bits already")
+    command.downgrade(alembic_config(database_url), "0014_console")
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO publishers (id, name, article_count, created_at)"
+                    " VALUES (1, 'Reuters', 1, '2026-01-01 00:00:00+00')"
+                )
+            )
+            _insert_article(connection, 7, "Harbour strike", "Dockers walk out", None)
+            connection.execute(text("SELECT setval('articles_id_seq', 7)"))
+            max_before = connection.execute(
+                text("SELECT max_value FROM pg_sequences WHERE sequencename = 'articles_id_seq'")
+            ).scalar_one()
+        assert max_before == 2**31 - 1
+
+        upgrade_to_head(database_url)
+
+        assert schema_differences(engine) == []
+        with engine.begin() as connection:
+            assert connection.execute(
+                text("SELECT data_type, max_value FROM pg_sequences WHERE sequencename = :name"),
+                {"name": "articles_id_seq"},
+            ).one() == ("bigint", 2**63 - 1)
+            assert connection.execute(
+                text(
+                    "SELECT articles.id, article_search.article_id FROM articles"
+                    " JOIN article_search ON article_search.article_id = articles.id"
+                )
+            ).all() == [(7, 7)]
+            connection.execute(text("SELECT setval('articles_id_seq', 2147483647)"))
+            connection.execute(
+                text(
+                    "INSERT INTO articles (canonical_url, source_url, source_domain, slug,"
+                    " publisher_id, published_at, first_seen_at, updated_at, content_hash)"
+                    " VALUES ('https://e.com/b', 'https://e.com/b', 'e.com', 'b', 1,"
+                    " now(), now(), now(), 'h')"
+                )
+            )
+            assert (
+                connection.execute(text("SELECT id FROM articles WHERE slug = 'b'")).scalar_one()
+                == 2**31
+            )
+    finally:
+        upgrade_to_head(database_url)

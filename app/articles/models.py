@@ -6,7 +6,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Column, ForeignKey, Index, Integer, String, Text, false
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime
+from app.db import BIG_ROW_ID, UTCDateTime
 
 
 class Publisher(SQLModel, table=True):
@@ -34,7 +34,7 @@ class Article(SQLModel, table=True):
         Index("ix_articles_language_published_at_id", "language", "published_at", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     canonical_url: str = Field(sa_type=String(2048), unique=True)
     source_url: str = Field(sa_type=String(2048))
     source_domain: str = Field(sa_type=String(255))
@@ -79,7 +79,9 @@ class ArticleTag(SQLModel, table=True):
     __table_args__ = (Index("ix_article_tags_tag_article_id", "tag", "article_id"),)
 
     article_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+        sa_column=Column(
+            BIG_ROW_ID, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+        )
     )
     tag: str = Field(sa_type=String(100), primary_key=True)
 
@@ -93,7 +95,9 @@ class ArticleMatchKey(SQLModel, table=True):
     __table_args__ = (Index("ix_article_match_keys_match_key", "match_key"),)
 
     article_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True)
+        sa_column=Column(
+            BIG_ROW_ID, ForeignKey("articles.id", ondelete="CASCADE"), primary_key=True
+        )
     )
     match_key: str = Field(sa_type=String(2048))
 
@@ -106,9 +110,9 @@ class ArticleTombstone(SQLModel, table=True):
     __tablename__ = "article_tombstones"
     __table_args__ = (Index("ix_article_tombstones_article_id", "article_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     article_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False)
+        sa_column=Column(BIG_ROW_ID, ForeignKey("articles.id", ondelete="CASCADE"), nullable=False)
     )
     canonical_url: str = Field(sa_type=String(2048))
     publisher_id: int

@@ -30,7 +30,7 @@ from app.articles.schemas import (
 from app.articles.search import SearchWindow, search_articles
 from app.auth import IngestKey
 from app.cursor import NextPage, page_url
-from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
+from app.db import MAX_BIG_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
 from app.inputs import QueryDateTime
 
@@ -42,7 +42,7 @@ MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
 )  # fmt: skip
-ArticleId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
+ArticleId = Annotated[int, Path(ge=1, le=MAX_BIG_ROW_ID)]
 
 
 def _base(request: Request) -> str:

@@ -3,13 +3,14 @@ right whichever processes deliver)."""
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 
 from app.db import new_session
 from app.jobs.models import JobStatus
 from app.notifications.models import EMAIL_UNCONFIRMED
 from app.notifications.outbox import CE, EP, D
+from app.observability import database_gauge
 
 # Counted: what is still to do, and what needs an operator's eye. Sent and delivered rows
 # pile up and are left out, so the scrape stays on the status indexes.
@@ -24,19 +25,19 @@ DELIVERY_STATUSES = (JobStatus.queued.value, JobStatus.running.value, JobStatus.
 
 class OutboxGauges:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.emails = Gauge(
+        self.emails = database_gauge(
             "byline_claimant_emails",
             "Claimant e-mails by status (failed and unconfirmed ones need an operator).",
             ["status"],
             registry=registry,
         )
-        self.deliveries = Gauge(
+        self.deliveries = database_gauge(
             "byline_webhook_deliveries",
             "Webhook deliveries still to do, or given up (failed).",
             ["status"],
             registry=registry,
         )
-        self.endpoints = Gauge(
+        self.endpoints = database_gauge(
             "byline_webhook_endpoints",
             "Webhook endpoints by state: active, failing (retrying) or disabled.",
             ["state"],

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime
+from app.db import BIG_ROW_ID, UTCDateTime
 from app.jobs.models import JobColumns
 
 
@@ -58,7 +58,7 @@ class ClaimantEmail(JobColumns, table=True):
         Index("ix_claimant_emails_status_run_at", "status", "run_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     uid: str = Field(sa_type=String(36), unique=True)
     takedown_id: str | None = Field(
         default=None, sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=True)
@@ -106,10 +106,10 @@ class WebhookEvent(SQLModel, table=True):
 
     __tablename__ = "webhook_events"
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     uid: str = Field(sa_type=String(36), unique=True)
     kind: str = Field(sa_type=String(30))  # EventKind
-    article_id: int | None = Field(default=None)
+    article_id: int | None = Field(default=None, sa_type=BIG_ROW_ID)
     takedown_id: str | None = Field(default=None, sa_type=String(36))
     payload: dict[str, Any] = Field(sa_type=JSON)
     created_at: datetime = Field(sa_type=UTCDateTime)
@@ -133,16 +133,16 @@ class WebhookDelivery(JobColumns, table=True):
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     endpoint_id: int = Field(
         sa_column=Column(
             Integer, ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
         )
     )
     event_id: int = Field(
-        sa_column=Column(Integer, ForeignKey("webhook_events.id"), nullable=False, index=True)
+        sa_column=Column(BIG_ROW_ID, ForeignKey("webhook_events.id"), nullable=False, index=True)
     )
     # The event's article, copied here so that ordering needs no join.
-    article_id: int | None = Field(default=None)
+    article_id: int | None = Field(default=None, sa_type=BIG_ROW_ID)
     last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_status_code: int | None = Field(default=None)

@@ -8,12 +8,13 @@ right whichever processes run the removals (what one process's workers did is co
 from collections.abc import Callable
 from datetime import timedelta
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine
 
 from app.clock import Clock
 from app.db import new_session
 from app.jobs.models import JobStatus
+from app.observability import database_gauge
 from app.scheduler.queue import queue_stats
 
 NEAR_DEADLINE = timedelta(hours=1)
@@ -23,33 +24,33 @@ class QueueGauges:
     """The queue as the database has it."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.rows = Gauge(
+        self.rows = database_gauge(
             "byline_removal_queue_rows",
             "Removal rows queued, running, or failed (failed rows need an operator).",
             ["status"],
             registry=registry,
         )
-        self.due = Gauge(
+        self.due = database_gauge(
             "byline_removal_queue_depth",
             "Removal rows due now and waiting to be claimed.",
             registry=registry,
         )
-        self.held = Gauge(
+        self.held = database_gauge(
             "byline_removal_queue_held_rows",
             "Queued removal rows held for an operator's review (no run time yet).",
             registry=registry,
         )
-        self.oldest_due_age = Gauge(
+        self.oldest_due_age = database_gauge(
             "byline_removal_oldest_due_age_seconds",
             "How long the oldest due removal row has waited since its run time.",
             registry=registry,
         )
-        self.past_deadline = Gauge(
+        self.past_deadline = database_gauge(
             "byline_removal_past_deadline_rows",
             "Removal rows not done whose 24-hour deadline has passed.",
             registry=registry,
         )
-        self.near_deadline = Gauge(
+        self.near_deadline = database_gauge(
             "byline_removal_near_deadline_rows",
             "Removal rows not done whose deadline is less than an hour away.",
             registry=registry,

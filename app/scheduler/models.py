@@ -2,10 +2,10 @@
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import Column, ForeignKey, Index, String, UniqueConstraint
 from sqlmodel import Field
 
-from app.db import UTCDateTime
+from app.db import BIG_ROW_ID, UTCDateTime
 from app.jobs.models import JobColumns
 
 
@@ -19,9 +19,9 @@ class RemovalJob(JobColumns, table=True):
         Index("ix_removal_jobs_status_run_at", "status", "run_at"),
     )
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     takedown_id: str = Field(
         sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False, index=True)
     )
-    article_id: int = Field(sa_column=Column(Integer, ForeignKey("articles.id"), nullable=False))
+    article_id: int = Field(sa_column=Column(BIG_ROW_ID, ForeignKey("articles.id"), nullable=False))
     deadline_at: datetime = Field(sa_type=UTCDateTime)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from app.auth import AdminKey
-from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
+from app.db import MAX_BIG_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.jobs.models import JobStatus
 from app.scheduler.models import RemovalJob
@@ -48,7 +48,7 @@ def list_removal_jobs(
     _: AdminKey,
     status: JobStatus | None = None,
     takedown_id: Annotated[str | None, Query(max_length=36)] = None,
-    after: Annotated[int | None, Query(ge=0, le=MAX_ROW_ID)] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_BIG_ROW_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> RemovalJobsPublic:
     """List removal rows (e.g. `?status=failed`), oldest first; page on with `after`."""
@@ -68,7 +68,7 @@ def retry_removal_job(
     request: Request,
     session: WriteSessionDep,
     principal: AdminKey,
-    job_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
+    job_id: Annotated[int, Path(ge=1, le=MAX_BIG_ROW_ID)],
 ) -> RemovalJobPublic:
     """Queue a failed removal row again, due now, with its attempts reset (audited)."""
     job = retry_failed_removal(

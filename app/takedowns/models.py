@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.db import UTCDateTime
+from app.db import BIG_ROW_ID, UTCDateTime
 
 
 class TakedownStatus(StrEnum):
@@ -138,7 +138,7 @@ class TakedownTarget(SQLModel, table=True):
     __tablename__ = "takedown_targets"
     __table_args__ = (UniqueConstraint("takedown_id", "position", "article_id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     takedown_id: str = Field(
         sa_column=Column(String(36), ForeignKey("takedowns.id"), nullable=False)
     )
@@ -148,10 +148,10 @@ class TakedownTarget(SQLModel, table=True):
     canonical_url: str | None = Field(default=None, sa_type=String(2048))
     # The URL's matching key (app/articles/urls.py): what blocks and ingest compare.
     match_key: str | None = Field(default=None, sa_type=String(2048))
-    article_id: int | None = Field(default=None)
+    article_id: int | None = Field(default=None, sa_type=BIG_ROW_ID)
     state: str = Field(sa_type=String(20))  # TargetState
     # For a URL that matched nothing: the live article we hold nearest to it on its host.
-    closest_article_id: int | None = Field(default=None)
+    closest_article_id: int | None = Field(default=None, sa_type=BIG_ROW_ID)
 
 
 class Block(SQLModel, table=True):
@@ -179,12 +179,12 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
     __table_args__ = (Index("ix_audit_events_takedown_id_id", "takedown_id", "id"),)
 
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = Field(default=None, primary_key=True, sa_type=BIG_ROW_ID)
     at: datetime = Field(sa_type=UTCDateTime)
     actor: str = Field(sa_type=String(100))
     action: str = Field(sa_type=String(30))
     takedown_id: str | None = Field(default=None, sa_type=String(36))
-    article_id: int | None = Field(default=None)
+    article_id: int | None = Field(default=None, sa_type=BIG_ROW_ID)
     block_id: int | None = Field(default=None)
     verification_id: str | None = Field(default=None, sa_type=String(36))
     feed_id: int | None = Field(default=None)

@@ -18,7 +18,7 @@ from pydantic import (
 from app.articles.sanitise import plain_text
 from app.articles.schemas import HttpUrl, UtcDatetime
 from app.articles.urls import registrable_domain
-from app.db import MAX_ROW_ID
+from app.db import MAX_BIG_ROW_ID
 from app.takedowns.mailboxes import InvalidAddress, address_domain, is_disposable, normalise_address
 from app.takedowns.models import (
     AppealOutcome,
@@ -85,7 +85,7 @@ def _text(value: str) -> str:
 def _target(value: object) -> int | str:
     # One validator rather than a union, so that an error names `targets.N`, nothing more.
     if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value <= MAX_ROW_ID:
+        if not 1 <= value <= MAX_BIG_ROW_ID:
             raise ValueError("an article id is a positive integer")
         return value
     if not isinstance(value, str):
@@ -128,7 +128,7 @@ Target = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": MAX_ROW_ID},
+                {"type": "integer", "minimum": 1, "maximum": MAX_BIG_ROW_ID},
                 {"type": "string", "format": "http-url", "minLength": 1, "maxLength": 2048},
             ]
         }

@@ -13,7 +13,7 @@ from sqlmodel import Session, col
 from app.articles import service as articles
 from app.articles.service import ArticleFacts
 from app.articles.urls import InvalidUrl, match_key, normalise_url, source_domain
-from app.db import MAX_ROW_ID
+from app.db import MAX_BIG_ROW_ID
 from app.errors import FieldError, InvalidInput
 from app.takedowns.models import TakedownTarget, TargetKind, TargetState
 
@@ -29,7 +29,7 @@ _FACTS_SLICE = 5000
 
 def _article_id(raw: int | str) -> int:
     article_id = int(raw)
-    if not 1 <= article_id <= MAX_ROW_ID:
+    if not 1 <= article_id <= MAX_BIG_ROW_ID:
         raise ValueError("names no article of ours")
     return article_id
 

@@ -175,10 +175,13 @@ def test_malformed_ids_are_4xx(client: TestClient, path: str) -> None:
         ),
         ("/v1/articles/0", "Input should be greater than or equal to 1"),
         ("/v1/articles/-1", "Input should be greater than or equal to 1"),
-        ("/v1/articles/2147483648", "Input should be less than or equal to 2147483647"),
+        (
+            "/v1/articles/9223372036854775808",
+            "Input should be less than or equal to 9223372036854775807",
+        ),
         (
             "/v1/articles/99999999999999999999999",
-            "Input should be less than or equal to 2147483647",
+            "Input should be less than or equal to 9223372036854775807",
         ),
     ],
 )
