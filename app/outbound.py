@@ -27,9 +27,7 @@ transport; clients built on them set `trust_env=False` all the same.
 import asyncio
 import ipaddress
 import re
-import select
 import socket
-import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -264,10 +262,9 @@ class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
         failure: Exception | None = None
         for address in addresses:
             try:
-                stream = await self._direct.connect_tcp(
+                return await self._direct.connect_tcp(
                     address, port, timeout, local_address, socket_options
                 )
-                return _PooledStream(stream)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         assert failure is not None
@@ -275,49 +272,6 @@ class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._direct.sleep(seconds)
-
-
-class _PooledStream(httpcore.AsyncNetworkStream):
-    """An AnyIO connection that answers "is it readable?" from the socket it keeps. The pool
-    asks that of each idle connection whenever a request comes or goes; AnyIO builds all the
-    socket's attributes (a getpeername() call among them) to answer it."""
-
-    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
-        self._stream = stream
-        self._socket: socket.socket | None = stream.get_extra_info("socket")
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._stream.read(max_bytes, timeout)
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._stream.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self._stream.aclose()
-
-    async def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        tls = await self._stream.start_tls(ssl_context, server_hostname, timeout)
-        return _PooledStream(tls)
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":
-            return _readable(self._socket)
-        return self._stream.get_extra_info(info)
-
-
-def _readable(sock: socket.socket | None) -> bool:
-    """Whether a read would not wait: data, or the peer's close (a gone socket counts)."""
-    descriptor = -1 if sock is None else sock.fileno()
-    if descriptor < 0:
-        return True
-    poll = select.poll()
-    poll.register(descriptor, select.POLLIN)
-    return bool(poll.poll(0))
 
 
 # httpx transports around httpcore's pools ---------------------------------------------------

@@ -11,7 +11,7 @@ per-host limit holds across batches and for everything fetched (robots.txt too).
 
 import asyncio
 import ssl
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,6 +85,13 @@ class BodyTooLarge(Exception):
     pass
 
 
+# Connections are pooled per origin, each pool as small as the per-host limit: httpx's pool
+# looks over every idle connection it holds at each request, so one pool of a hundred hosts'
+# connections cost more than the requests. At most this many origins keep theirs.
+KEPT_ORIGINS = 100
+KEEP_ALIVE_SECONDS = 30.0
+
+
 class Fetcher:
     """Fetches many URLs at once on its own event loop (`run`), from one worker thread."""
 
@@ -93,37 +100,54 @@ class Fetcher:
         # Loading the CA bundle costs more than a fetch: once per fetcher.
         self.ssl_context = ssl.create_default_context()
         self._loop = asyncio.new_event_loop()
-        self._client: httpx.AsyncClient | None = None
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
         self._per_host: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(settings.feeds_per_host)
         )
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
-        """Run `work` to its end on the fetcher's loop (one call at a time)."""
-        return self._loop.run_until_complete(work)
+        """Run `work` to its end on the fetcher's loop (one call at a time); then the least
+        recently used origins beyond KEPT_ORIGINS close their connections."""
+        try:
+            return self._loop.run_until_complete(work)
+        finally:
+            while len(self._clients) > KEPT_ORIGINS:
+                _, oldest = self._clients.popitem(last=False)
+                self._loop.run_until_complete(oldest.aclose())
 
     def close(self) -> None:
-        if self._client is not None:
-            self._loop.run_until_complete(self._client.aclose())
+        for client in self._clients.values():
+            self._loop.run_until_complete(client.aclose())
+        self._clients.clear()
         self._loop.close()
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                transport=guarded_async_transport(
-                    allow_private=self.settings.allow_private_networks,
-                    verify=self.ssl_context,
-                    limits=httpx.Limits(
-                        max_connections=100, max_keepalive_connections=100, keepalive_expiry=30
-                    ),
+    def client(self, url: str) -> httpx.AsyncClient:
+        """The client of `url`'s origin, with its own pool of connections."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}".lower()
+        client = self._clients.get(origin)
+        if client is None:
+            client = self._clients[origin] = self._new_client()
+        self._clients.move_to_end(origin)
+        return client
+
+    def _new_client(self) -> httpx.AsyncClient:
+        per_host = self.settings.feeds_per_host
+        return httpx.AsyncClient(
+            transport=guarded_async_transport(
+                allow_private=self.settings.allow_private_networks,
+                verify=self.ssl_context,
+                limits=httpx.Limits(
+                    max_connections=per_host,
+                    max_keepalive_connections=per_host,
+                    keepalive_expiry=KEEP_ALIVE_SECONDS,
                 ),
-                timeout=httpx.Timeout(self.settings.feeds_timeout_seconds),
-                follow_redirects=False,
-                trust_env=False,
-                headers={"User-Agent": user_agent(self.settings)},
-            )
-        return self._client
+            ),
+            timeout=httpx.Timeout(self.settings.feeds_timeout_seconds),
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": user_agent(self.settings)},
+        )
 
     async def fetch_all(self, requests: Sequence[FetchRequest]) -> list[Fetched]:
         """Fetch each request (see `fetch`); the answers in order."""
@@ -163,7 +187,7 @@ class Fetcher:
         if request.last_modified:
             headers["If-Modified-Since"] = request.last_modified
         for _ in range(MAX_REDIRECTS + 1):
-            async with self.client.stream("GET", url, headers=headers) as response:
+            async with self.client(url).stream("GET", url, headers=headers) as response:
                 location = response.headers.get("location")
                 if response.status_code != 200:
                     await _drain(response)

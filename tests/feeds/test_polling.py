@@ -19,6 +19,7 @@ from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
+from app.feeds import fetching
 from app.feeds.models import Feed
 from app.feeds.polls import FeedHandler
 from app.takedowns.blocks import add_block, lift_block
@@ -759,6 +760,43 @@ def test_a_worker_keeps_its_connection_to_a_host_between_polls(
     asked = feed_server.requests_to("/rss")
     assert [a.headers.get("if-none-match") for a in asked] == [None, '"v1"', '"v1"']
     assert len({a.client_port for a in asked}) == 1
+
+
+def test_connections_are_kept_for_the_most_recently_used_origins_only(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each origin has its own small pool; past KEPT_ORIGINS the least recently used close."""
+    other = FeedServer()
+    other.start()
+    try:
+        for server in (feed_server, other):
+            server.routes["/rss"] = Answer(
+                200, rss([rss_item(1, host=server.base)]), {"Content-Type": RSS}
+            )
+            subscribe(client, ingest_headers, server.url("/rss"))
+        monkeypatch.setattr(fetching, "KEPT_ORIGINS", 1)
+        handler = FeedHandler(settings=settings)
+        try:
+            run_feeds(engine, settings, clock, handler)
+            assert len(handler.fetcher._clients) == 1
+            clock.advance(timedelta(days=1))
+            run_feeds(engine, settings, clock, handler)
+        finally:
+            handler.close()
+        ports = [
+            {asked.client_port for asked in server.requests_to("/rss")}
+            for server in (feed_server, other)
+        ]
+        # Two polls of each: one origin kept its connection, the other had to open a new one.
+        assert sorted(len(each) for each in ports) == [1, 2]
+    finally:
+        other.stop()
 
 
 def test_one_batch_pauses_only_the_feeds_whose_publisher_opted_out(
