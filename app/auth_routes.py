@@ -15,6 +15,7 @@ from app.auth import (
     list_api_keys,
     revoke_api_key_audited,
 )
+from app.clock import RequestNow
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.takedowns.schemas import Domain
@@ -86,7 +87,11 @@ def list_keys(session: ReadSessionDep, _: AdminKey) -> ApiKeysPublic:
     responses=problem_responses(422),
 )
 def create_key(
-    body: ApiKeyCreate, request: Request, session: WriteSessionDep, principal: AdminKey
+    body: ApiKeyCreate,
+    request: Request,
+    now: RequestNow,
+    session: WriteSessionDep,
+    principal: AdminKey,
 ) -> ApiKeyCreated:
     """Create a key (audited); the secret is in this answer only."""
     key, secret = create_api_key_audited(
@@ -95,7 +100,7 @@ def create_key(
         scope=body.scope,
         domain=body.domain,
         actor=principal.name,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return ApiKeyCreated(**ApiKeyPublic.of(key).model_dump(), secret=secret)
 
@@ -104,11 +109,10 @@ def create_key(
 def revoke_key(
     key_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
 ) -> ApiKeyPublic:
     """Revoke a key (audited); it stops authenticating at once."""
-    key = revoke_api_key_audited(
-        session=session, key_id=key_id, actor=principal.name, now=request.app.state.clock.now()
-    )
+    key = revoke_api_key_audited(session=session, key_id=key_id, actor=principal.name, now=now)
     return ApiKeyPublic.of(key)

@@ -1,7 +1,9 @@
 """The one source of "now". Rules take `now` as an argument; tests move a FrozenClock."""
 
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Annotated, Protocol
+
+from fastapi import Depends, Request
 
 
 class Clock(Protocol):
@@ -28,3 +30,12 @@ class FrozenClock:
 
     def set(self, moment: datetime) -> None:
         self._now = moment
+
+
+def request_now(request: Request) -> datetime:
+    """The moment a request is handled, by the app's clock (one per request)."""
+    now: datetime = request.app.state.clock.now()
+    return now
+
+
+RequestNow = Annotated[datetime, Depends(request_now)]

@@ -10,6 +10,7 @@ from fastapi import Depends, Form, HTTPException, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
+from app.clock import request_now
 from app.config import Settings
 from app.console import pages, sessions
 from app.console.sessions import Operator
@@ -39,8 +40,7 @@ def cookie_name(request: Request) -> str:
 
 
 def now_of(request: Request) -> datetime:
-    now: datetime = request.app.state.clock.now()
-    return now
+    return request_now(request)
 
 
 def guard(request: Request) -> CsrfGuard:

@@ -8,6 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 from sqlmodel import Session
 
+from app.clock import request_now
 from app.db import ReadSessionDep
 from app.takedowns.models import Reason
 from app.takedowns.transparency import TransparencyReport, transparency_report
@@ -110,7 +111,7 @@ def monthly_figures(session: Session, now: datetime) -> list[MonthFigures]:
 @router.get("/transparency")
 def transparency_page(request: Request, session: ReadSessionDep) -> Response:
     """How the 24-hour promise is kept: outcomes, time to removal, breaches."""
-    now = request.app.state.clock.now()
+    now = request_now(request)
     months = monthly_figures(session, now)
     context = {
         "report": transparency_report(session=session, now=now),

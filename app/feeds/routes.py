@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Query, Request, Response, status
 
 from app.auth import IngestKey
+from app.clock import RequestNow, request_now
 from app.cursor import link_next_page, parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
@@ -33,7 +34,12 @@ _OPML_TYPES = ["text/x-opml", "application/xml", "text/xml"]
     responses=problem_responses(400, 409, 422),
 )
 def subscribe(
-    body: FeedIn, request: Request, response: Response, session: WriteSessionDep, key: IngestKey
+    body: FeedIn,
+    request: Request,
+    now: RequestNow,
+    response: Response,
+    session: WriteSessionDep,
+    key: IngestKey,
 ) -> FeedPublic:
     """Subscribe to a feed: fetched at once, then as often as it publishes. A URL whose host
     is or resolves to an internal address is refused (422)."""
@@ -45,7 +51,7 @@ def subscribe(
         language=body.language,
         tags=body.tags,
         actor=key.name,
-        now=request.app.state.clock.now(),
+        now=now,
         allow_private=request.app.state.settings.allow_private_networks,
     )
     response.headers["Location"] = (
@@ -91,7 +97,7 @@ async def import_opml(request: Request, session: WriteSessionDep, key: IngestKey
         session=session,
         document=document,
         actor=key.name,
-        now=request.app.state.clock.now(),
+        now=request_now(request),
         allow_private=request.app.state.settings.allow_private_networks,
     )
     return OpmlImported(
@@ -110,6 +116,7 @@ def change_feed(
     feed_id: FeedId,
     body: Annotated[FeedChange, Body()],
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     key: IngestKey,
 ) -> FeedPublic:
@@ -127,7 +134,7 @@ def change_feed(
         feed_id=feed_id,
         changes=changes,
         actor=key.name,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return FeedPublic.of(feed)
 
@@ -136,12 +143,10 @@ def change_feed(
     "/{feed_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404, 422)
 )
 def delete_feed(
-    feed_id: FeedId, request: Request, session: WriteSessionDep, key: IngestKey
+    feed_id: FeedId, request: Request, now: RequestNow, session: WriteSessionDep, key: IngestKey
 ) -> Response:
     """Unsubscribe; the articles it brought stay."""
-    service.delete_feed(
-        session=session, feed_id=feed_id, actor=key.name, now=request.app.state.clock.now()
-    )
+    service.delete_feed(session=session, feed_id=feed_id, actor=key.name, now=now)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -152,8 +157,8 @@ def delete_feed(
     responses=problem_responses(404, 409, 422),
 )
 def fetch_feed_now(
-    feed_id: FeedId, request: Request, session: WriteSessionDep, _: IngestKey
+    feed_id: FeedId, request: Request, now: RequestNow, session: WriteSessionDep, _: IngestKey
 ) -> FeedPublic:
     """Fetch an active feed now: a worker is woken and fetches it within a second."""
-    feed = service.fetch_now(session=session, feed_id=feed_id, now=request.app.state.clock.now())
+    feed = service.fetch_now(session=session, feed_id=feed_id, now=now)
     return FeedPublic.of(feed)

@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.auth import AdminKey
+from app.clock import RequestNow
 from app.cursor import link_next_page, parse_int, seal, unseal
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
@@ -34,7 +35,11 @@ _CURSOR_KEY = b"byline-webhook-deliveries-cursor-v1"
     responses=problem_responses(400, 409, 422),
 )
 def create_webhook(
-    body: WebhookEndpointIn, request: Request, session: WriteSessionDep, principal: AdminKey
+    body: WebhookEndpointIn,
+    request: Request,
+    now: RequestNow,
+    session: WriteSessionDep,
+    principal: AdminKey,
 ) -> WebhookEndpointCreated:
     """Register an endpoint at a public address (any address with
     BYLINE_ALLOW_PRIVATE_NETWORKS), audited; the signing secret is in this answer only."""
@@ -43,7 +48,7 @@ def create_webhook(
         url=body.url,
         events=body.events,
         actor=principal.name,
-        now=request.app.state.clock.now(),
+        now=now,
         allow_private=request.app.state.settings.allow_private_networks,
     )
     public = WebhookEndpointPublic.of(endpoint, pending=0)
@@ -78,14 +83,18 @@ def get_webhook(
     "/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
 )
 def delete_webhook(
-    endpoint_id: EndpointId, request: Request, session: WriteSessionDep, principal: AdminKey
+    endpoint_id: EndpointId,
+    request: Request,
+    now: RequestNow,
+    session: WriteSessionDep,
+    principal: AdminKey,
 ) -> Response:
     """Delete an endpoint and its delivery log (audited); nothing more is sent to it."""
     webhooks.delete_endpoint(
         session=session,
         endpoint_id=endpoint_id,
         actor=principal.name,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -94,7 +103,11 @@ def delete_webhook(
     "/{endpoint_id}/enable", response_model=WebhookEndpointPublic, responses=problem_responses(404)
 )
 def enable_webhook(
-    endpoint_id: EndpointId, request: Request, session: WriteSessionDep, principal: AdminKey
+    endpoint_id: EndpointId,
+    request: Request,
+    now: RequestNow,
+    session: WriteSessionDep,
+    principal: AdminKey,
 ) -> WebhookEndpointPublic:
     """Enable a disabled endpoint (audited): its pending deliveries resume, new events reach
     it again."""
@@ -102,7 +115,7 @@ def enable_webhook(
         session=session,
         endpoint_id=endpoint_id,
         actor=principal.name,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     pending = webhooks.pending_deliveries(session=session, endpoint_ids=[endpoint_id])
     return WebhookEndpointPublic.of(endpoint, pending=pending.get(endpoint_id, 0))

@@ -10,6 +10,7 @@ from app.articles.routes import article_page, next_page
 from app.articles.schemas import ArticlesPublic
 from app.articles.service import ArticleFilters
 from app.auth import PublisherKey
+from app.clock import RequestNow
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.publishers import service
@@ -32,10 +33,13 @@ NO_STORE = "no-store"
     responses=problem_responses(429),
 )
 def start_verification(
-    body: VerificationIn, request: Request, response: Response, session: WriteSessionDep
+    body: VerificationIn,
+    request: Request,
+    now: RequestNow,
+    response: Response,
+    session: WriteSessionDep,
 ) -> VerificationPublic:
     """Start proving a domain: publish the TXT record of this answer, then ask for a check."""
-    now = request.app.state.clock.now()
     verification = service.start_verification(
         session=session,
         domain=body.domain,
@@ -58,12 +62,16 @@ def start_verification(
     responses=problem_responses(404),
 )
 def get_verification(
-    verification_id: VerificationId, request: Request, response: Response, session: ReadSessionDep
+    verification_id: VerificationId,
+    request: Request,
+    now: RequestNow,
+    response: Response,
+    session: ReadSessionDep,
 ) -> VerificationPublic:
     """Where a domain verification stands."""
     verification = service.get_verification(session=session, verification_id=verification_id)
     response.headers["Cache-Control"] = NO_STORE
-    return VerificationPublic.of(verification, request.app.state.clock.now())
+    return VerificationPublic.of(verification, now)
 
 
 @router.post(
@@ -72,13 +80,12 @@ def get_verification(
     responses=problem_responses(404, 429),
 )
 def check_verification(
-    verification_id: VerificationId, request: Request, response: Response
+    verification_id: VerificationId, request: Request, now: RequestNow, response: Response
 ) -> VerificationChecked:
     """Look the TXT record up now. The answer that verifies the domain holds its publisher
     key, this once; before, the status stays `pending` and `last_check_error` says why. An
     unverified verification past `expires_at` answers `expired`: start a new one."""
     settings = request.app.state.settings
-    now = request.app.state.clock.now()
     # No session dependency: the service writes before and after the DNS lookup in
     # transactions of its own, so that none is open while DNS answers.
     checked = service.check_verification(

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from app.auth import AdminKey
+from app.clock import RequestNow
 from app.db import MAX_BIG_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.jobs.models import JobStatus
@@ -66,12 +67,11 @@ def list_removal_jobs(
 )
 def retry_removal_job(
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
     job_id: Annotated[int, Path(ge=1, le=MAX_BIG_ROW_ID)],
 ) -> RemovalJobPublic:
     """Queue a failed removal row again, due now, with its attempts reset (audited)."""
-    job = retry_failed_removal(
-        session=session, job_id=job_id, actor=principal.name, now=request.app.state.clock.now()
-    )
+    job = retry_failed_removal(session=session, job_id=job_id, actor=principal.name, now=now)
     return RemovalJobPublic.of(job)

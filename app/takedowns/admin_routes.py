@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from sqlmodel import Session
 
 from app.auth import AdminKey
+from app.clock import RequestNow, request_now
 from app.cursor import link_next_page
 from app.db import MAX_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
@@ -37,7 +38,7 @@ TakedownId = Annotated[str, Path(max_length=36)]
 def _detail(request: Request, session: Session, takedown: Takedown) -> TakedownAdmin:
     return TakedownAdmin.detail(
         takedown,
-        overdue=service.is_overdue(takedown, request.app.state.clock.now()),
+        overdue=service.is_overdue(takedown, request_now(request)),
         open_removals=service.open_removals(session=session, takedown_id=takedown.id),
         targets=service.takedown_targets(session=session, takedown=takedown),
         appeal=appeals.appeal_of(session=session, takedown_id=takedown.id),
@@ -47,6 +48,7 @@ def _detail(request: Request, session: Session, takedown: Takedown) -> TakedownA
 @router.get("/takedowns", response_model=TakedownsAdmin, responses=problem_responses(400, 422))
 def list_takedowns(
     request: Request,
+    now: RequestNow,
     response: Response,
     session: ReadSessionDep,
     _: AdminKey,
@@ -57,7 +59,6 @@ def list_takedowns(
     cursor: Cursor = None,
 ) -> TakedownsAdmin:
     """Requests, oldest first; filter by status, reason, or overdue (open past due_at)."""
-    now = request.app.state.clock.now()
     rows = service.list_takedowns(
         session=session,
         status=status,
@@ -91,14 +92,18 @@ def get_takedown(
     responses=problem_responses(404, 409),
 )
 def approve_takedown(
-    takedown_id: TakedownId, request: Request, session: WriteSessionDep, principal: AdminKey
+    takedown_id: TakedownId,
+    request: Request,
+    now: RequestNow,
+    session: WriteSessionDep,
+    principal: AdminKey,
 ) -> TakedownAdmin:
     """Approve: the request's removals run now and its blocks hold."""
     takedown = service.approve_takedown(
         session=session,
         takedown_id=takedown_id,
         actor=principal.name,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return _detail(request, session, takedown)
 
@@ -112,6 +117,7 @@ def reject_takedown(
     takedown_id: TakedownId,
     body: RejectIn,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
 ) -> TakedownAdmin:
@@ -121,7 +127,7 @@ def reject_takedown(
         takedown_id=takedown_id,
         actor=principal.name,
         reason=body.reason,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return _detail(request, session, takedown)
 
@@ -134,6 +140,7 @@ def reject_takedown(
 def escalate_takedown(
     takedown_id: TakedownId,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
     body: Annotated[EscalateIn | None, Body()] = None,
@@ -144,7 +151,7 @@ def escalate_takedown(
         takedown_id=takedown_id,
         actor=principal.name,
         reason=body.reason if body else None,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return _detail(request, session, takedown)
 
@@ -158,6 +165,7 @@ def uphold_rejection(
     takedown_id: TakedownId,
     body: UpholdIn,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
 ) -> TakedownAdmin:
@@ -168,7 +176,7 @@ def uphold_rejection(
         takedown_id=takedown_id,
         actor=principal.name,
         reason=body.reason,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return _detail(request, session, service.get_takedown(session=session, takedown_id=takedown_id))
 
@@ -181,6 +189,7 @@ def uphold_rejection(
 def grant_appeal(
     takedown_id: TakedownId,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
     body: Annotated[GrantIn | None, Body()] = None,
@@ -192,7 +201,7 @@ def grant_appeal(
         takedown_id=takedown_id,
         actor=principal.name,
         reason=body.reason if body else None,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return _detail(request, session, service.get_takedown(session=session, takedown_id=takedown_id))
 
@@ -251,6 +260,7 @@ def list_blocks(
 def lift_block(
     block_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     principal: AdminKey,
     reason: Annotated[str | None, Query(max_length=2000)] = None,
@@ -262,6 +272,6 @@ def lift_block(
         block_id=block_id,
         actor=principal.name,
         reason=reason,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     return BlockPublic.of(block)

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from sqlmodel import Session
 
 from app.auth import OptionalPublisherKey
+from app.clock import RequestNow
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import problem_responses
 from app.takedowns import appeals, service
@@ -47,6 +48,7 @@ def _token(token: str | None, authorization: str | None) -> str | None:
 def file_takedown(
     filing: TakedownIn,
     request: Request,
+    now: RequestNow,
     response: Response,
     session: WriteSessionDep,
     publisher: OptionalPublisherKey,
@@ -60,7 +62,7 @@ def file_takedown(
         filing=filing,
         client_address=client_address(request),
         settings=settings,
-        now=request.app.state.clock.now(),
+        now=now,
         publisher=publisher,
     )
     takedown = filed.takedown
@@ -86,6 +88,7 @@ def confirm_takedown(
     takedown_id: Annotated[str, Path(max_length=36)],
     body: ConfirmIn,
     request: Request,
+    now: RequestNow,
     response: Response,
     session: WriteSessionDep,
 ) -> TakedownPublic:
@@ -96,7 +99,7 @@ def confirm_takedown(
         takedown_id=takedown_id,
         code=body.code,
         settings=request.app.state.settings,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     response.headers["Cache-Control"] = "no-store"
     return TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
@@ -132,6 +135,7 @@ def _public(session: Session, takedown: Takedown) -> TakedownPublic:
 def withdraw_takedown(
     takedown_id: str,
     request: Request,
+    now: RequestNow,
     response: Response,
     session: WriteSessionDep,
     token: TokenQuery = None,
@@ -142,7 +146,7 @@ def withdraw_takedown(
         session=session,
         takedown_id=takedown_id,
         token=_token(token, authorization),
-        now=request.app.state.clock.now(),
+        now=now,
     )
     response.headers["Cache-Control"] = "no-store"
     return TakedownPublic.of(takedown, service.takedown_targets(session=session, takedown=takedown))
@@ -157,6 +161,7 @@ def appeal_takedown(
     takedown_id: Annotated[str, Path(max_length=36)],
     body: AppealIn,
     request: Request,
+    now: RequestNow,
     response: Response,
     session: WriteSessionDep,
     token: TokenQuery = None,
@@ -170,7 +175,7 @@ def appeal_takedown(
         token=_token(token, authorization),
         statement=body.statement,
         settings=request.app.state.settings,
-        now=request.app.state.clock.now(),
+        now=now,
     )
     response.headers["Cache-Control"] = "no-store"
     return _public(session, service.get_takedown(session=session, takedown_id=takedown_id))

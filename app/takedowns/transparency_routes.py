@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from app.clock import RequestNow
 from app.db import ReadSessionDep
 from app.errors import FieldError, InvalidInput, problem_responses
 from app.takedowns.transparency import TransparencyReport, month_bounds, transparency_report
@@ -16,6 +17,7 @@ CACHE_CONTROL = "public, max-age=60"
 @router.get("/transparency", response_model=TransparencyReport, responses=problem_responses(422))
 def get_transparency(
     request: Request,
+    now: RequestNow,
     response: Response,
     session: ReadSessionDep,
     month: Annotated[
@@ -36,4 +38,4 @@ def get_transparency(
                 [FieldError(field="month", message="must be a month as YYYY-MM, e.g. 2026-01")]
             ) from None
     response.headers["Cache-Control"] = CACHE_CONTROL
-    return transparency_report(session=session, now=request.app.state.clock.now(), month=month)
+    return transparency_report(session=session, now=now, month=month)

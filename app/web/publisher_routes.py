@@ -10,6 +10,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
+from app.clock import RequestNow, request_now
 from app.config import Settings
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import NotFound, ProblemError
@@ -138,6 +139,7 @@ def verify_form(request: Request) -> Response:
 @router.post("/publishers/verify")
 def start_verification_form(
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     form: Annotated[VerificationFormFields, Form()],
 ) -> Response:
@@ -156,7 +158,7 @@ def start_verification_form(
             email=body.email,
             client_address=client_address(request),
             settings=_settings(request),
-            now=request.app.state.clock.now(),
+            now=now,
         )
     except ProblemError as exc:
         # The page is an answer, not an exception: undo the attempt here (its count too).
@@ -173,7 +175,7 @@ def start_verification_form(
 
 def _shown(request: Request, session: Session, verification_id: str) -> VerificationPublic:
     verification = service.get_verification(session=session, verification_id=verification_id)
-    return VerificationPublic.of(verification, request.app.state.clock.now())
+    return VerificationPublic.of(verification, request_now(request))
 
 
 @router.get("/publishers/verify/{verification_id}")
@@ -189,6 +191,7 @@ def verification_page(verification_id: str, request: Request, session: ReadSessi
 def check_verification_form(
     verification_id: str,
     request: Request,
+    now: RequestNow,
     session: ReadSessionDep,
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
@@ -197,7 +200,6 @@ def check_verification_form(
     if not _guard(request).accepts(request, csrf_token):
         return _forbidden(_page_path(verification_id))
     settings = _settings(request)
-    now = request.app.state.clock.now()
     try:
         checked = service.check_verification(
             engine=request.app.state.engine,

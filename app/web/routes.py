@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session
 
+from app.clock import RequestNow, request_now
 from app.config import Settings
 from app.db import ReadSessionDep, WriteSessionDep
 from app.errors import InvalidInput, NotFound, ProblemError
@@ -102,6 +103,7 @@ def takedown_form(request: Request) -> Response:
 @router.post("/takedown")
 def file_takedown_form(
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     form: Annotated[TakedownFormFields, Form()],
 ) -> Response:
@@ -122,7 +124,7 @@ def file_takedown_form(
             filing=filing,
             client_address=client_address(request),
             settings=settings,
-            now=request.app.state.clock.now(),
+            now=now,
         )
     except ProblemError as exc:
         # Nothing of a refused filing is kept, exactly as when the JSON endpoint's error
@@ -168,7 +170,7 @@ def _status_page(
         # Withdrawal is possible until the first removal moves the request to executing;
         # the service has the last word (409) if that happened since this page was shown.
         "can_withdraw": view.status in OPEN_STATUSES and view.status != TakedownStatus.executing,
-        "can_appeal": appeals.may_appeal(takedown, appeal, request.app.state.clock.now()),
+        "can_appeal": appeals.may_appeal(takedown, appeal, request_now(request)),
         "appeal_closes_at": appeals.appeal_closes_at(takedown),
         "appeal_review": pages.duration_words(
             timedelta(days=_settings(request).appeal_review_days)
@@ -196,6 +198,7 @@ def takedown_status(
 def withdraw_takedown_form(
     takedown_id: str,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     csrf_token: Annotated[str, Form()] = "",
     token: Annotated[str, Form()] = "",
@@ -204,9 +207,7 @@ def withdraw_takedown_form(
     if not _guard(request).accepts(request, csrf_token):
         return _forbidden(_status_path(takedown_id, token))
     try:
-        service.withdraw_takedown(
-            session=session, takedown_id=takedown_id, token=token, now=request.app.state.clock.now()
-        )
+        service.withdraw_takedown(session=session, takedown_id=takedown_id, token=token, now=now)
     except NotFound:
         session.rollback()
         return _not_found()
@@ -230,6 +231,7 @@ def withdraw_takedown_form(
 def appeal_takedown_form(
     takedown_id: str,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     csrf_token: Annotated[str, Form()] = "",
     token: Annotated[str, Form()] = "",
@@ -263,7 +265,7 @@ def appeal_takedown_form(
             token=token,
             statement=appeal.statement,
             settings=_settings(request),
-            now=request.app.state.clock.now(),
+            now=now,
         )
     except NotFound:
         session.rollback()
@@ -295,7 +297,7 @@ def _confirm_page(
 ) -> Response:
     """The page behind the e-mailed link: the request and one button while the address is
     unconfirmed, what happens next once it is. Showing it changes nothing."""
-    now = request.app.state.clock.now()
+    now = request_now(request)
     try:
         takedown = filings.check_confirmation_code(
             session=session, takedown_id=takedown_id, code=code, now=now
@@ -338,6 +340,7 @@ def takedown_confirm_page(
 def confirm_takedown_form(
     takedown_id: str,
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     csrf_token: Annotated[str, Form()] = "",
     code: Annotated[str, Form()] = "",
@@ -351,7 +354,7 @@ def confirm_takedown_form(
             takedown_id=takedown_id,
             code=code,
             settings=_settings(request),
-            now=request.app.state.clock.now(),
+            now=now,
         )
     except ProblemError as exc:
         session.rollback()
