@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
+    # The reads by key (an article by id, by slug) through the fast path (app/fastpath);
+    # false serves the same answers through plain FastAPI routes on a session.
+    fast_reads: bool = True
     # A request that has not begun its answer by then gets a 503 (app/timeouts.py).
     request_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     # A client must send a request's line and headers within this (slowloris defence).

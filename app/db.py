@@ -57,8 +57,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 # How JSON columns (authors, tags, ...) are decoded on both engines: pydantic-core's parser
-# gives the same values as json.loads at a third of its cost (11 -> 4 us for a row's authors
-# and tags), which a read by key pays on every request.
+# gives the same values as json.loads for less (bench/README.md), which a read by key pays
+# on every request.
 JSON_LOADS = from_json
 
 

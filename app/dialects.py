@@ -176,7 +176,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         # Reads from the memory-mapped file instead of a read() and a copy per page: an
-        # article spans several overflow pages, and this took a third off reading one.
+        # article spans several overflow pages, each a copy (figures: bench/README.md).
         cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 

@@ -47,9 +47,9 @@ class RefuseNulCharacters:
     PostgreSQL cannot hold a NUL in text, so a NUL that reached a query was a 500 there (found
     by fuzzing); it is refused on both engines. (Bodies are validated by their models.)
 
-    An ASGI layer rather than an app-wide FastAPI dependency: the dependency machinery cost
-    every request about 15 us (measured on a detail read), while this costs two substring
-    tests. Finding which parameter holds the NUL is left to the rare request that has one."""
+    An ASGI layer rather than an app-wide FastAPI dependency: the dependency machinery costs
+    every request far more than this layer's two substring tests (bench/README.md). Finding
+    which parameter holds the NUL is left to the rare request that has one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -19,6 +19,7 @@ from app.console.access import FormExpired, form_expired_page
 from app.db import create_db_engine
 from app.docs import docs_router
 from app.errors import install_error_handlers
+from app.fastpath import FastPath
 from app.feeds import out as feeds_out
 from app.feeds import routes as feeds
 from app.http_methods import HeadAsGet
@@ -30,7 +31,6 @@ from app.notifications.metrics import install_outbox_metrics
 from app.observability import AccessLog, AccessLogAndMetrics, Metrics, configure_logging
 from app.openapi import install_openapi
 from app.publishers import routes as publishers
-from app.reads import RowReader
 from app.scheduler import routes as removals
 from app.scheduler.metrics import install_removal_metrics
 from app.takedowns import admin_routes as takedown_admin
@@ -56,10 +56,11 @@ def create_app(
     settings = settings or get_settings()
     engine = engine or create_db_engine(settings.database_url)
     clock = clock or SystemClock()
+    fast_path = FastPath(engine, enabled=settings.fast_reads)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await app.state.rows.open()
+        await fast_path.open()
         embedded: list[Worker] = []
         running: BackgroundWorkers | None = None
         if settings.scheduler == "embedded":
@@ -76,7 +77,7 @@ def create_app(
             yield
         finally:
             app.state.access_log.flush()
-            await app.state.rows.close()
+            await fast_path.close()
             if running is not None:
                 stopped = await asyncio.to_thread(running.stop, SCHEDULER_STOP_TIMEOUT_SECONDS)
                 if not stopped:
@@ -100,7 +101,6 @@ def create_app(
     app.state.clock = clock
     app.state.metrics = Metrics()
     app.state.access_log = AccessLog()
-    app.state.rows = RowReader(engine)
     refreshers: list[Callable[[], None]] = []
     app.state.metric_refreshers = refreshers
     app.state.job_counters = JobCounters(app.state.metrics.registry)
@@ -113,8 +113,8 @@ def create_app(
 
     install_error_handlers(app)
     app.add_exception_handler(FormExpired, form_expired_page)
-    # Routes are matched in order: the article reads, what frontends request most, first.
-    articles.add_reads_by_key(app.router)
+    # Routes are matched in order: the reads by key, what frontends request most, first.
+    fast_path.mount(app.router, articles.ARTICLE_READS)
     app.include_router(feeds_out.router)
     app.include_router(articles.router)
     app.include_router(feeds.router)

@@ -25,7 +25,7 @@ _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None)))
 class _Timestamps:
     """ISO 8601 UTC with milliseconds, as `datetime.isoformat(timespec="milliseconds")` writes
     it; the date and time up to the second are formatted once per second (a datetime per log
-    line was a third of the access line's cost)."""
+    line was a large part of the access line's cost)."""
 
     def __init__(self) -> None:
         # One attribute, replaced whole: threads logging at once never pair a second with
@@ -46,7 +46,7 @@ class _Timestamps:
         return prefix + _MILLISECOND_SUFFIXES[micros // 1000]
 
 
-# Looked up rather than formatted (`{:03d}` was a third of a timestamp's cost).
+# Looked up rather than formatted: formatting them showed in a timestamp's cost.
 _MILLISECOND_SUFFIXES = tuple(f".{milliseconds:03d}+00:00" for milliseconds in range(1000))
 
 
@@ -166,8 +166,8 @@ class AccessLog:
     """The access log: one JSON line per request (the fields JsonFormatter writes, for logger
     `byline.access`), on stderr, written in batches.
 
-    A LogRecord formatted and flushed per request cost a fast read about a quarter of its
-    CPU (70 us of 260, measured on `GET /v1/articles/{id}`). Here a line is one `json.dumps`,
+    A LogRecord formatted and flushed per request was a large share of a fast read's CPU
+    (bench/README.md). Here a line is one `json.dumps`,
     and lines leave in one write at most FLUSH_SECONDS after the first of them, or at once
     when FLUSH_LINES are waiting, as nginx's `access_log ... buffer= flush=` does. A crash
     loses at most that window of access lines; application log lines are never delayed.
@@ -216,7 +216,7 @@ class AccessLogAndMetrics:
         self.metrics = metrics
         self.access_log = access_log
         # The labelled children, looked up once per (method, route, status): `labels()` per
-        # request was a third of the metrics' cost.
+        # request was a large part of the metrics' cost.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -18,10 +18,9 @@ the server up.
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import cast
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -135,11 +134,11 @@ class SlowClientGuard(HttpToolsProtocol):
         # uvicorn's answer to a head the parser rejected, or that on_headers_complete refused.
         self._refuse_head(self._refusal or HTTPStatus.BAD_REQUEST)
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
-        # uvicorn's answer to `limit_concurrency` is a text/plain 503; ours is a problem.
-        super()._start_asgi_task(
-            cycle, cast(ASGI3Application, _overloaded) if app is service_unavailable else app
-        )
+    # uvicorn's answer to `limit_concurrency` is a text/plain 503; ours is a problem. uvicorn
+    # has no public hook for it: this private method is why pyproject.toml pins uvicorn.
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        overloaded: Any = _overloaded
+        super()._start_asgi_task(cycle, overloaded if app is service_unavailable else app)
 
     def _parsed_head_bytes(self) -> int:
         """The head's size as parsed: its target, and each header line (name, value, ": " and
@@ -189,8 +188,9 @@ class SlowClientGuard(HttpToolsProtocol):
 class RequestTimeout:
     """Answers 503 problem+json when a request has not started its response in time.
 
-    The handler is not waited for in a task of its own (that cost a tenth of a fast read):
-    a timer answers for it, from a task started only when the deadline passes."""
+    The handler is not waited for in a task of its own (a task per request costs a fast read
+    more than this timer): a timer answers for it, from a task started only when the deadline
+    passes."""
 
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app = app

@@ -1,1 +1,2 @@
-"""Articles: ingest with attribution, sanitising, search and fast reads."""
+"""Articles: ingest with attribution, sanitising, search, and the reads by key (served by
+app/fastpath)."""

@@ -1,19 +1,14 @@
 """HTTP routes of the articles domain: thin, the rules live in service.py."""
 
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
-from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_json
 from sqlalchemy import Connection, Engine, Row
-from starlette.routing import Match, Route
-from starlette.types import Receive, Scope, Send
+from sqlmodel import Session
 
 from app.articles import service
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
@@ -29,15 +24,16 @@ from app.articles.schemas import (
 )
 from app.articles.search import SearchWindow, search_articles
 from app.auth import IngestKey
+from app.clock import RequestNow
 from app.cursor import NextPage, page_url
 from app.db import MAX_BIG_ROW_ID, ReadSessionDep, WriteSessionDep
 from app.errors import ProblemError, problem_responses
+from app.fastpath import KeyedRead, RowReader
 from app.inputs import QueryDateTime
 
 router = APIRouter(prefix="/v1", tags=["articles"])
 
 READ_CACHE_CONTROL = "public, max-age=60"
-JSON = "application/json"
 MONTHS = (
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
@@ -113,8 +109,8 @@ def _article(row: Row[Any], base: str) -> ArticlePublic:
 def _article_json(row: Row[Any], base: str) -> bytes:
     """The article as ArticlePublic encodes it, without building the model: the stored
     values were validated on the way in, and validating them again, then letting FastAPI
-    validate and encode the model, was a fifth of a detail read. The dicts are in the
-    model's field order; a test holds these bytes equal to the model's JSON."""
+    validate and encode the model, cost more than the read (bench/README.md). The dicts are
+    in the model's field order; a test holds these bytes equal to the model's JSON."""
     return to_json(_article_fields(row, base))
 
 
@@ -126,166 +122,68 @@ def etag_of(digest: str) -> str:
     return f'"{digest[:24]}"'
 
 
-def _if_none_match(request: Request) -> str | None:
-    """The first If-None-Match header, as `request.headers.get` gives it, read from the
-    scope: Starlette's Headers answers a missing header (nearly every read) by raising and
-    catching a KeyError (measured: 2% of a detail read's instructions)."""
-    for name, value in request.scope["headers"]:
-        if name == b"if-none-match":
-            return value.decode("latin-1")
-    return None
-
-
-def not_modified(request: Request, etag: str) -> bool:
-    """Whether the request's If-None-Match names `etag` (or `*`): answer 304."""
-    header = _if_none_match(request)
-    if not header:
-        return False
-    candidates = {candidate.strip().removeprefix("W/") for candidate in header.split(",")}
-    return "*" in candidates or etag in candidates
-
-
-class _CacheableRead(Response):
-    """An article read's answer: 200 with the article's JSON, or 304 without a body, each
-    with its ETag and Cache-Control. The headers are those `Response(body, media_type=JSON,
-    headers={"ETag": ..., "Cache-Control": ...})` writes, in its order (tested), written
-    directly: Response's general header handling (lower-casing, encoding, searching the
-    given names for a length and a type) was 3% of a detail read's instructions."""
-
-    def __init__(self, etag: str, body: bytes | None) -> None:
-        self.background = None
-        self.raw_headers = [
-            (b"etag", etag.encode("latin-1")),
-            (b"cache-control", _READ_CACHE_CONTROL_BYTES),
-        ]
-        if body is None:
-            self.status_code = 304
-            self.body = b""
-        else:
-            self.status_code = 200
-            self.body = body
-            self.raw_headers += [
-                (b"content-length", str(len(body)).encode("latin-1")),
-                (b"content-type", _JSON_BYTES),
-            ]
-
-
-_READ_CACHE_CONTROL_BYTES = READ_CACHE_CONTROL.encode("latin-1")
-_JSON_BYTES = JSON.encode("latin-1")
-
-
-def _cacheable(request: Request, row: Row[Any]) -> Response:
-    etag = etag_of(row.content_hash)
-    if not_modified(request, etag):
-        return _CacheableRead(etag, None)
-    return _CacheableRead(etag, _article_json(row, _base(request)))
-
-
-class ReadByKey(APIRoute):
-    """The route class of the two reads by key (an article by id, by slug), the requests
-    frontends make most. FastAPI documents their path parameter and response as for any route;
-    the handler validates the one path parameter with the same annotation and calls the
-    endpoint. FastAPI's general request handling (dependency solving over four parameter
-    kinds, a Response to merge, the response model) was a sixth of a detail read's CPU for one
-    integer or string (294 -> 243 us per read at 1M articles). A bad value raises the same
-    RequestValidationError, so it gets the same 422 problem naming the parameter (tested).
-
-    The route's ASGI app calls the handler and sends its response, without FastAPI's
-    wrapper around it (two AsyncExitStacks for dependencies with `yield`, which these
-    routes have none of, and a second exception-handling layer: 5% of a detail read's
-    instructions). An exception goes on to ExceptionMiddleware, whose handlers (the same
-    ones) answer it as before."""
-
-    def __init__(self, path: str, endpoint: Callable[..., Any], **options: Any) -> None:
-        super().__init__(path, endpoint, **options)
-        handler = self.get_route_handler()
-
-        async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            response = await handler(Request(scope, receive, send))
-            await response(scope, receive, send)
-
-        self.app = app
-
-    # Starlette's matching and handling, without APIRoute's look for the context of an
-    # included router (three per read): these routes are the app router's own, never included.
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        match, child_scope = Route.matches(self, scope)
-        if match != Match.NONE:
-            child_scope["route"] = self
-        return match, child_scope
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await Route.handle(self, scope, receive, send)
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        (name,) = self.param_convertors
-        annotation = get_type_hints(self.endpoint, include_extras=True)[name]
-        parameter: TypeAdapter[Any] = TypeAdapter(annotation)
-        endpoint = self.endpoint
-
-        async def handler(request: Request) -> Response:
-            try:
-                value = parameter.validate_python(request.path_params[name])
-            except ValidationError as exc:
-                errors = [{**error, "loc": ("path", name)} for error in exc.errors()]
-                raise RequestValidationError(errors) from None
-            response: Response = await endpoint(value, request)
-            return response
-
-        return handler
-
-
-async def get_article_by_slug(slug: str, request: Request) -> Response:
-    """One article by its slug, with its attribution."""
-    row = await service.read_article_by_slug(
-        rows=request.app.state.rows, slug=slug, blocked_by=_blocked_by(request)
+async def _read_article(rows: RowReader, article_id: int, request: Request) -> Any:
+    return await service.read_article(
+        rows=rows, article_id=article_id, blocked_by=_blocked_by(request)
     )
-    return _cacheable(request, row)
 
 
-async def get_article(article_id: ArticleId, request: Request) -> Response:
-    """One article by id, with its attribution. Removed articles answer 451."""
-    row = await service.read_article(
-        rows=request.app.state.rows, article_id=article_id, blocked_by=_blocked_by(request)
+def _get_article(session: Session, article_id: int, request: Request) -> Any:
+    return service.get_article(
+        session=session, article_id=article_id, blocked_by=_blocked_by(request)
     )
-    return _cacheable(request, row)
 
 
-def add_reads_by_key(app_router: APIRouter) -> None:
-    """The two reads by key, added to the app's own router rather than through `router`,
-    ahead of every other route.
+async def _read_article_by_slug(rows: RowReader, slug: str, request: Request) -> Any:
+    return await service.read_article_by_slug(rows=rows, slug=slug, blocked_by=_blocked_by(request))
 
-    They are what frontends request most. An included router is matched twice per request
-    (once to find the router, once to find its route: FastAPI 0.16x's `_IncludedRouter`),
-    and that matching cost a read by key more than its own validation; routes of the app's
-    router are matched once, in order. FastAPI adds its documentation routes (/openapi.json,
-    /docs, ...) first, when the app is built; behind these two they are no longer matched
-    against every read (that was 6% of a detail read's instructions). No path matches both
-    one of these and a documentation route, so the order changes no answer; the two keep
-    their own order, which is the OpenAPI document's. (POST
-    /articles/batch still reaches its route: a GET route whose path matches is only a
-    partial match for a POST.)"""
-    app_router.add_api_route(
-        f"{router.prefix}/articles/by-slug/{{slug}}",
-        get_article_by_slug,
-        methods=["GET"],
-        tags=router.tags,
-        route_class_override=ReadByKey,
+
+def _get_article_by_slug(session: Session, slug: str, request: Request) -> Any:
+    return service.get_article_by_slug(session=session, slug=slug, blocked_by=_blocked_by(request))
+
+
+def _article_etag(row: Row[Any]) -> str:
+    return etag_of(row.content_hash)
+
+
+def _article_json_for(row: Row[Any], request: Request) -> bytes:
+    return _article_json(row, _base(request))
+
+
+# The reads by key, what frontends request most: served by the fast path (app/fastpath),
+# mounted by create_app. The OpenAPI document lists them in this order.
+ARTICLE_READS = (
+    KeyedRead(
+        path=f"{router.prefix}/articles/by-slug/{{slug}}",
+        name="get_article_by_slug",
+        description="One article by its slug, with its attribution.",
+        parameter="slug",
+        annotation=str,
+        fetch=_read_article_by_slug,
+        fetch_in_session=_get_article_by_slug,
+        etag=_article_etag,
+        render=_article_json_for,
+        cache_control=READ_CACHE_CONTROL,
         response_model=ArticlePublic,
+        tags=list(router.tags),
         responses={304: {"description": "Not modified"}, **problem_responses(404, 451)},
-    )
-    app_router.add_api_route(
-        f"{router.prefix}/articles/{{article_id}}",
-        get_article,
-        methods=["GET"],
-        tags=router.tags,
-        route_class_override=ReadByKey,
+    ),
+    KeyedRead(
+        path=f"{router.prefix}/articles/{{article_id}}",
+        name="get_article",
+        description="One article by id, with its attribution. Removed articles answer 451.",
+        parameter="article_id",
+        annotation=ArticleId,
+        fetch=_read_article,
+        fetch_in_session=_get_article,
+        etag=_article_etag,
+        render=_article_json_for,
+        cache_control=READ_CACHE_CONTROL,
         response_model=ArticlePublic,
+        tags=list(router.tags),
         responses={304: {"description": "Not modified"}, **problem_responses(404, 422, 451)},
-    )
-    reads = app_router.routes[-2:]
-    del app_router.routes[-2:]
-    app_router.routes[:0] = reads
+    ),
+)
 
 
 @router.post(
@@ -298,12 +196,15 @@ def add_reads_by_key(app_router: APIRouter) -> None:
     },
 )
 def ingest_article(
-    article: ArticleIn, request: Request, response: Response, session: WriteSessionDep, _: IngestKey
+    article: ArticleIn,
+    request: Request,
+    now: RequestNow,
+    response: Response,
+    session: WriteSessionDep,
+    _: IngestKey,
 ) -> IngestResult:
     """Store an article with its attribution (an upsert on the canonical URL)."""
-    stored = service.ingest_article(
-        session=session, data=article, now=request.app.state.clock.now()
-    )
+    stored = service.ingest_article(session=session, data=article, now=now)
     row = service.get_article(
         session=session, article_id=stored.article_id, blocked_by=_blocked_by(request)
     )
@@ -322,6 +223,7 @@ def ingest_article(
 )
 def ingest_batch(
     request: Request,
+    now: RequestNow,
     session: WriteSessionDep,
     _: IngestKey,
     items: Annotated[
@@ -341,7 +243,7 @@ def ingest_batch(
             "batch-too-large",
             f"A batch holds at most {limit} items; this one has {len(items)}.",
         )
-    results = service.ingest_batch(session=session, items=items, now=request.app.state.clock.now())
+    results = service.ingest_batch(session=session, items=items, now=now)
     counts: dict[str, int] = {}
     for result in results:
         counts[result.status] = counts.get(result.status, 0) + 1

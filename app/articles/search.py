@@ -3,13 +3,13 @@
 User input never reaches SQL as text: it is a bound parameter, and on SQLite it is reduced to
 quoted words first so that FTS5 query syntax cannot be injected.
 
-Ranking. SQLite ranks every match (FTS5's bm25 reads the index, not the rows, a few
-microseconds a match). PostgreSQL searches article_search (migration 0008: the live articles'
-dates and tsvectors, narrow rows apart from the wide article rows) and ts_rank_cd reads each
-match's stored tsvector (several KB, out of line): ranking every match of a common word at a
-million articles took seconds. So PostgreSQL ranks window by window: the newest
-RANKED_WINDOW matches (ties on the oldest date included) best first, then the next
-RANKED_WINDOW older ones best first, and so on. The window bounds are dates fixed when a
+Ranking. SQLite ranks every match (FTS5's bm25 reads the index, not the rows: cheap per
+match). PostgreSQL searches article_search (migration 0008: the live articles' dates and
+tsvectors, narrow rows apart from the wide article rows) and ts_rank_cd reads each match's
+stored tsvector (several KB, out of line): ranking every match of a common word at a million
+articles is far too slow for a page (bench/README.md). So PostgreSQL ranks window by
+window: the newest RANKED_WINDOW matches (ties on the oldest date included) best first, then
+the next RANKED_WINDOW older ones best first, and so on. The window bounds are dates fixed when a
 window is first entered and carried in the cursor, so paging never repeats or skips an
 article, whatever arrives meanwhile."""
 
@@ -43,8 +43,8 @@ _SEARCH = table(
     "article_search", column("article_id"), column("published_at"), column("search_vector")
 )
 MAX_QUERY_WORDS = 16
-# Matches ranked together on PostgreSQL: ranking one costs ~15-30 us (its tsvector read and
-# decompressed), so ranking a window costs 10-15 ms.
+# Matches ranked together on PostgreSQL: ranking one reads and decompresses its tsvector, so
+# the window bounds what one page of a search costs (figures: bench/README.md).
 RANKED_WINDOW = 500
 
 

@@ -34,9 +34,9 @@ from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, Ing
 from app.articles.urls import match_key, match_key_host, normalise_url, source_domain
 from app.dialects import dialect_of
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
+from app.fastpath import RowReader, SingleRowRead
 from app.notifications import outbox as notifications
 from app.notifications.models import EventKind
-from app.reads import RowReader, SingleRowRead
 from app.takedowns import audit
 from app.takedowns.blocks import find_blocked
 
@@ -555,6 +555,15 @@ async def read_article_by_slug(*, rows: RowReader, slug: str, blocked_by: str) -
     row = await rows.first(_ARTICLE_BY_SLUG, slug)
     if row is None:
         row = await rows.first(_ARTICLE_BY_SLUG, tombstone_slug(slug))
+    return _live_or_raise(row, blocked_by)
+
+
+def get_article_by_slug(*, session: Session, slug: str, blocked_by: str) -> Row[Any]:
+    """One article by its slug, as this session sees it; as read_article_by_slug."""
+    row = session.execute(_ARTICLE_BY_SLUG.statement, {"key": slug}).first()
+    if row is None:
+        key = tombstone_slug(slug)
+        row = session.execute(_ARTICLE_BY_SLUG.statement, {"key": key}).first()
     return _live_or_raise(row, blocked_by)
 
 

@@ -26,7 +26,6 @@ from app.articles.routes import (
     ArticleListingDep,
     article_summary,
     etag_of,
-    not_modified,
     page_after,
     page_rows,
 )
@@ -34,6 +33,7 @@ from app.articles.schemas import ArticleSummary, Attribution
 from app.cursor import NextPage, page_url
 from app.docs import DOCS_PATH
 from app.errors import problem_responses
+from app.fastpath.conditional import not_modified
 
 router = APIRouter(prefix="/v1", tags=["articles"])
 

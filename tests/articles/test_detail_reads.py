@@ -16,8 +16,8 @@ from sqlalchemy import Engine
 
 from app.articles import service
 from app.config import Settings
+from app.fastpath import RowReader
 from app.main import create_app
-from app.reads import RowReader
 from tests.articles.factories import ingest
 
 
@@ -37,9 +37,15 @@ def _backends_of_reads(engine: Engine) -> list[int]:
     return [pid for (pid,) in rows]
 
 
+def _skip_on_the_plain_path(settings: Settings) -> None:
+    if not settings.fast_reads:
+        pytest.skip("BYLINE_FAST_READS=false: the app reads on sessions")
+
+
 def test_postgresql_detail_reads_share_pooled_connections(
-    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, settings: Settings
 ) -> None:
+    _skip_on_the_plain_path(settings)
     article = ingest(client, ingest_headers)
     for _ in range(20):
         assert client.get(f"/v1/articles/{article['id']}").status_code == 200
@@ -48,8 +54,9 @@ def test_postgresql_detail_reads_share_pooled_connections(
 
 
 def test_postgresql_detail_read_survives_its_connection_being_killed(
-    client: TestClient, ingest_headers: dict[str, str], engine: Engine
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, settings: Settings
 ) -> None:
+    _skip_on_the_plain_path(settings)
     article = ingest(client, ingest_headers)
     assert client.get(f"/v1/articles/{article['id']}").status_code == 200
     backends = _backends_of_reads(engine)

@@ -1,236 +1,33 @@
-"""Single-row reads for the hottest routes (an article by id or by slug), run where each
-engine makes them cheapest.
+"""PostgreSQL's reads by key on the event loop: psycopg's async connections, driven on libpq
+directly, with the keys that callers ask for while the loop is busy sent together as one
+`key = ANY(...)` statement (the DataLoader pattern), prepared once per connection.
 
-- `SingleRowRead`: a SELECT by one key, compiled once per dialect and run on a bare DBAPI
-  cursor.
-- `RowReader`: where the app runs those reads. On SQLite, in the calling thread (the event
-  loop): an in-process read of tens of microseconds, less than handing it to a thread. On
-  PostgreSQL, on psycopg's async connections from the event loop itself: a network round trip
-  that the loop spends serving other requests, without the thread-pool hop and the GIL
-  hand-overs that cost a detail read more CPU than the query (measured: 410 -> 350 us of app
-  CPU per read, in process). Reads of the same kind that arrive while the loop is busy are
-  sent together, as one `key = ANY(...)` statement: under load, one round trip and one
-  statement for several requests (the DataLoader pattern), prepared once per connection
-  and run on libpq directly (`_LibpqConnection`).
-"""
+The loop spends the round trip serving other requests, without the thread pool's hop and
+its GIL hand-overs, which cost a read more CPU than the query itself (bench/README.md)."""
 
 import asyncio
 import hashlib
-import threading
-from collections import deque, namedtuple
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import psycopg
 import psycopg.adapt
 import psycopg.errors
-from fastapi.concurrency import run_in_threadpool
 from psycopg.abc import Buffer, Transformer
 from psycopg.adapt import PyFormat
 from psycopg.pq import ExecStatus
 from psycopg.pq.abc import PGresult
 from psycopg.types.json import set_json_loads
-from sqlalchemy import (
-    ARRAY,
-    ColumnElement,
-    Engine,
-    Pool,
-    PoolProxiedConnection,
-    Select,
-    any_,
-    bindparam,
-)
+from sqlalchemy import Engine, Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 
 from app.db import JSON_LOADS
+from app.fastpath.rows import SingleRowRead
 
 
-class SingleRowRead:
-    """`query` restricted to the row whose `key` column (a unique one, which `query` selects)
-    equals a value: the hottest reads (an article by id or by slug).
-
-    SQLAlchemy compiles it once per dialect and the columns' own result processors decode
-    the row, but it runs straight on a DBAPI cursor: a Session or Connection around one
-    indexed read cost several times the read itself. Its connections come from a pool of
-    their own, so a caller on the event loop never waits for a connection that a request
-    needing the loop still holds. No transaction is opened: one statement sees one
-    consistent snapshot, so a removal committed before the read is always seen.
-
-    `batch_statement` reads the rows of several keys at once (PostgreSQL's `= ANY`)."""
-
-    def __init__(self, query: Select[Any], key: ColumnElement[Any]) -> None:
-        self.statement = query.where(key == bindparam("key"))
-        self.batch_statement = query.where(key == any_(bindparam("keys", type_=ARRAY(key.type))))
-        self.key_position = next(
-            i for i, column in enumerate(query.selected_columns) if column is key
-        )
-        self._compiled: dict[tuple[str, bool], _CompiledRead] = {}
-
-    def compiled(self, dialect: Dialect, *, batch: bool = False) -> "_CompiledRead":
-        compiled = self._compiled.get((dialect.name, batch))
-        if compiled is None:
-            statement = self.batch_statement if batch else self.statement
-            compiled = self._compiled[dialect.name, batch] = _CompiledRead(statement, dialect)
-        return compiled
-
-    def first(self, engine: Engine, key: Any) -> Any:
-        """The row as a named tuple of the selected columns, or None (a blocking read)."""
-        compiled = self.compiled(engine.dialect)
-        values = _fetch_one(engine, compiled, compiled.parameters({"key": key}), retry=True)
-        return None if values is None else compiled.row(values)
-
-
-def _fetch_one(
-    engine: Engine, compiled: "_CompiledRead", parameters: Any, *, retry: bool
-) -> Sequence[Any] | None:
-    dialect = engine.dialect
-    held = _held_connection(engine)
-    connection = held if held is not None else _single_row_pool(engine).connect()
-    assert connection.dbapi_connection is not None
-    try:
-        if not connection.info.get("autocommit"):
-            dialect.set_isolation_level(connection.dbapi_connection, "AUTOCOMMIT")
-            connection.info["autocommit"] = True
-        cursor = connection.cursor()
-        try:
-            cursor.execute(compiled.sql, parameters)
-            values: Sequence[Any] | None = cursor.fetchone()
-        finally:
-            cursor.close()
-        return values
-    except dialect.loaded_dbapi.Error as exc:
-        invalidated = dialect.is_disconnect(exc, connection.dbapi_connection, None)
-        if invalidated:
-            if held is not None:
-                _release_held_connection(engine)
-            connection.invalidate(exc)
-            if retry:
-                # A pooled connection the server has closed (it restarted): once more, on a
-                # new one. This replaces the pool's ping before every use, a round trip each.
-                return _fetch_one(engine, compiled, parameters, retry=False)
-        # The exceptions a Session would raise: a lost database is a 503, not a 500.
-        raise DBAPIError.instance(
-            compiled.sql,
-            parameters,
-            exc,
-            dialect.loaded_dbapi.Error,
-            connection_invalidated=invalidated,
-            dialect=dialect,
-        ) from exc
-    finally:
-        if held is None:
-            connection.close()
-
-
-class _CompiledRead:
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.sql = compiled.string
-        self._positions = compiled.positiontup if dialect.positional else None
-        self._binds = {
-            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
-            for name, bind in compiled.binds.items()
-        }
-        processors = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None)
-            for column in statement.selected_columns
-        ]
-        # Only the columns that need it (dates, JSON) are processed.
-        self._processors = [(i, process) for i, process in enumerate(processors) if process]
-        names = [str(column.key) for column in statement.selected_columns]
-        self._row: Any = namedtuple("Row", names)  # type: ignore[misc]
-
-    def parameters(self, params: dict[str, Any]) -> Any:
-        values = {}
-        for name, value in params.items():
-            process = self._binds[name]
-            values[name] = process(value) if process else value
-        if self._positions is not None:
-            return tuple(values[name] for name in self._positions)
-        return values
-
-    def row(self, values: Sequence[Any]) -> Any:
-        decoded = list(values)
-        for i, process in self._processors:
-            decoded[i] = process(decoded[i])
-        return self._row._make(decoded)
-
-
-_single_row_pools: WeakKeyDictionary[Engine, Pool] = WeakKeyDictionary()
-
-
-_held_connections: WeakKeyDictionary[Engine, threading.local] = WeakKeyDictionary()
-
-
-def _held_connection(engine: Engine) -> PoolProxiedConnection | None:
-    """On SQLite, the connection this thread keeps for SingleRowRead: a checkout and return
-    per read cost a fifth of the read. (The reads run on the event loop's thread, so this is
-    one connection; PostgreSQL's blocking reads, RowReader's fallback on the thread pool,
-    take turns in the pool.)"""
-    if engine.dialect.name != "sqlite":
-        return None
-    held = _held_connections.get(engine)
-    if held is None:
-        held = _held_connections.setdefault(engine, threading.local())
-    connection: PoolProxiedConnection | None = getattr(held, "connection", None)
-    if connection is None:
-        connection = held.connection = _single_row_pool(engine).connect()
-    return connection
-
-
-def _release_held_connection(engine: Engine) -> None:
-    held = _held_connections.get(engine)
-    if held is not None:
-        held.connection = None
-
-
-def _single_row_pool(engine: Engine) -> Pool:
-    """The engine's pool for SingleRowRead: the same settings and connect hooks, apart."""
-    pool = _single_row_pools.get(engine)
-    if pool is None:
-        pool = engine.pool.recreate()
-        pool._pre_ping = False  # _fetch_one retries on a dead connection instead
-        _single_row_pools[engine] = pool
-    return pool
-
-
-class RowReader:
-    """Runs SingleRowReads for one app, on one event loop (`open` and `close` come from the
-    app's lifespan). Before `open`, and after `close`, PostgreSQL reads run on the thread pool
-    instead, so an app used without its lifespan still answers."""
-
-    def __init__(self, engine: Engine, *, pool_size: int = 10) -> None:
-        self.engine = engine
-        self._postgres = engine.dialect.name == "postgresql"
-        self._pool: _AsyncConnections | None = None
-        self._pool_size = pool_size
-        self._batchers: dict[SingleRowRead, _ReadBatcher] = {}
-
-    async def open(self) -> None:
-        if self._postgres and self._pool is None:
-            self._pool = _AsyncConnections(self.engine, self._pool_size)
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        self._batchers.clear()
-        if pool is not None:
-            await pool.close()
-
-    async def first(self, read: SingleRowRead, key: Any) -> Any:
-        """The row of `key` as a named tuple of the selected columns, or None."""
-        if not self._postgres:
-            return read.first(self.engine, key)
-        if self._pool is None:
-            return await run_in_threadpool(read.first, self.engine, key)
-        batcher = self._batchers.get(read)
-        if batcher is None:
-            batcher = self._batchers[read] = _ReadBatcher(read, self._pool, self.engine.dialect)
-        return await batcher.first(key)
-
-
-class _ReadBatcher:
+class ReadBatcher:
     """Collects the keys that callers ask one SingleRowRead for and reads them together.
 
     A read waits for no timer: the keys asked for while the event loop is busy with other
@@ -240,7 +37,7 @@ class _ReadBatcher:
 
     MAX_KEYS = 100
 
-    def __init__(self, read: SingleRowRead, pool: "_AsyncConnections", dialect: Dialect) -> None:
+    def __init__(self, read: SingleRowRead, pool: "AsyncConnections", dialect: Dialect) -> None:
         self._compiled = read.compiled(dialect, batch=True)
         self._statement = _PreparedStatement(read.batch_statement, dialect)
         self._key_position = read.key_position
@@ -310,7 +107,7 @@ class _PreparedStatement:
         return transformer.dump_sequence([keys], [PyFormat.TEXT])
 
 
-class _AsyncConnections:
+class AsyncConnections:
     """A small pool of PostgreSQL connections in autocommit (one statement sees one snapshot;
     no transaction to open or end), each a `_LibpqConnection`. At most `size` at a time; idle
     ones are kept. A connection that failed or was interrupted is closed, never reused."""
@@ -382,7 +179,7 @@ class _LibpqConnection:
     directly: send, wait for the socket on the event loop, decode with psycopg's loaders.
     psycopg's cursor around the same statement (its lock, query conversion, prepared-statement
     cache and wait generators) cost about as many instructions as everything else in the
-    statement's path together (measured: 422k -> 231k instructions per single-key read)."""
+    statement's path together (bench/README.md)."""
 
     # uvloop stops watching a socket that reports an error (a connection the server cut while
     # idle), so a reader alone could wait forever: the answer is also polled this often, as
