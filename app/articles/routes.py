@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic_core import to_json
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Engine, Row
 from sqlmodel import Session
 
 from app.articles import service
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
+from app.articles.listing import page_rows
 from app.articles.schemas import (
     ArticleIn,
     ArticlePublic,
@@ -22,7 +23,6 @@ from app.articles.schemas import (
     PublishersPublic,
     PublisherWithCount,
 )
-from app.articles.search import SearchWindow, search_articles
 from app.auth import IngestKey
 from app.clock import RequestNow
 from app.cursor import NextPage, page_url
@@ -336,40 +336,6 @@ def next_page(
         return None
     response.headers["Link"] = after.link
     return after.cursor
-
-
-def page_rows(
-    connection: Connection,
-    *,
-    q: str | None,
-    filters: service.ArticleFilters,
-    position: Position | None,
-    limit: int,
-) -> tuple[list[Row[Any]], Position | None]:
-    """The summary rows of one page of the listing or of a search, and where it ended."""
-    if q is None:
-        after = (position.published_at, position.article_id) if position else None
-        rows = service.list_articles(session=connection, filters=filters, after=after, limit=limit)
-        return rows, (Position(rows[-1].published_at, rows[-1].id) if rows else None)
-    after_score, window = None, None
-    if position is not None and position.rank is not None:
-        after_score = (position.rank, position.article_id)
-        if position.window_start is not None:
-            window = SearchWindow(position.window_start, position.window_end)
-    matches = search_articles(
-        session=connection, q=q, filters=filters, after=after_score, window=window, limit=limit
-    )
-    if not matches:
-        return [], None
-    end = matches[-1]
-    last = Position(
-        end.row.published_at,
-        end.row.id,
-        end.score,
-        end.window.start if end.window else None,
-        end.window.end if end.window else None,
-    )
-    return [match.row for match in matches], last
 
 
 def article_summary(row: Row[Any], base: str) -> ArticleSummary:

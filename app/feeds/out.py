@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter
 
 from app.articles import service
+from app.articles.listing import page_rows
 from app.articles.routes import (
     READ_CACHE_CONTROL,
     ArticleListing,
@@ -27,7 +28,6 @@ from app.articles.routes import (
     article_summary,
     etag_of,
     page_after,
-    page_rows,
 )
 from app.articles.schemas import ArticleSummary, Attribution
 from app.cursor import NextPage, page_url
