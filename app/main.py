@@ -39,6 +39,7 @@ from app.takedowns import transparency_routes as transparency
 from app.timeouts import RequestTimeout
 from app.web import publisher_routes as publisher_pages
 from app.web import routes as web
+from app.web.pages import PageInstead, page_instead
 
 logger = logging.getLogger("byline.app")
 
@@ -113,6 +114,7 @@ def create_app(
 
     install_error_handlers(app)
     app.add_exception_handler(FormExpired, form_expired_page)
+    app.add_exception_handler(PageInstead, page_instead)
     # Routes are matched in order: the reads by key, what frontends request most, first.
     fast_path.mount(app.router, articles.ARTICLE_READS)
     app.include_router(feeds_out.router)

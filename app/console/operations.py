@@ -24,6 +24,7 @@ from app.jobs.models import JobStatus
 from app.notifications import failures, webhooks
 from app.scheduler import queue as removals
 from app.takedowns import blocks
+from app.web.pages import PageInstead
 
 router = APIRouter(include_in_schema=False)
 
@@ -110,8 +111,10 @@ def lift_block(
             now=access.now_of(request),
         )
     except (Conflict, NotFound) as exc:
-        session.rollback()
-        return _blocks_page(request, session, operator, error=exc.detail, status=409)
+        detail = exc.detail
+        raise PageInstead(
+            lambda fresh: _blocks_page(request, fresh, operator, error=detail, status=409)
+        ) from exc
     return _done("/admin/blocks", lifted=block_id)
 
 
@@ -212,8 +215,10 @@ def retry_email(
             session=session, email_id=email_id, actor=operator.name, now=access.now_of(request)
         )
     except (Conflict, NotFound) as exc:
-        session.rollback()
-        return _emails_page(request, session, operator, error=exc.detail, status=exc.status)
+        detail, status = exc.detail, exc.status
+        raise PageInstead(
+            lambda fresh: _emails_page(request, fresh, operator, error=detail, status=status)
+        ) from exc
     return _done("/admin/emails", retried=email_id)
 
 
@@ -271,8 +276,10 @@ def retry_delivery(
             now=access.now_of(request),
         )
     except (Conflict, NotFound) as exc:
-        session.rollback()
-        return _deliveries_page(request, session, operator, error=exc.detail, status=exc.status)
+        detail, status = exc.detail, exc.status
+        raise PageInstead(
+            lambda fresh: _deliveries_page(request, fresh, operator, error=detail, status=status)
+        ) from exc
     return _done("/admin/deliveries", retried=delivery_id)
 
 
@@ -388,8 +395,10 @@ def revoke_key(
             session=session, operator=operator, key_id=key_id, now=access.now_of(request)
         )
     except (Conflict, NotFound) as exc:
-        session.rollback()
-        return _keys_page(request, session, operator, status=exc.status, error=exc.detail)
+        detail, status = exc.detail, exc.status
+        raise PageInstead(
+            lambda fresh: _keys_page(request, fresh, operator, status=status, error=detail)
+        ) from exc
     return _done("/admin/keys", revoked=key_id)
 
 

@@ -26,6 +26,7 @@ from app.takedowns.appeals import SameOperator
 from app.takedowns.models import OPEN_STATUSES, Takedown, TakedownAppeal
 from app.takedowns.schemas import proof_of
 from app.takedowns.service import DECIDABLE_STATUSES, QueueView
+from app.web.pages import PageInstead
 
 router = APIRouter(include_in_schema=False)
 # The public figures' page (no session needed) and the console's other pages; all before
@@ -286,18 +287,21 @@ def _after_decision(session: Session, takedown_id: str, then: str) -> Response:
 
 def _refused_decision(
     request: Request,
-    session: Session,
     operator: Operator,
     takedown_id: str,
     error: str,
     status: int = 409,
-) -> Response:
-    session.rollback()
-    try:
-        takedown = service.get_takedown(session=session, takedown_id=takedown_id)
-    except NotFound:
-        return access.not_found(request, operator)
-    return _detail_page(request, session, operator, takedown, error=error, status=status)
+) -> PageInstead:
+    """What a refused decision raises: its writes rolled back, the request's page again."""
+
+    def render(fresh: Session) -> Response:
+        try:
+            takedown = service.get_takedown(session=fresh, takedown_id=takedown_id)
+        except NotFound:
+            return access.not_found(request, operator)
+        return _detail_page(request, fresh, operator, takedown, error=error, status=status)
+
+    return PageInstead(render)
 
 
 @router.post(f"{QUEUE_PATH}/{{takedown_id}}/approve")
@@ -312,7 +316,7 @@ def approve(
     try:
         _approver(session, operator, access.now_of(request))(takedown_id)
     except (Conflict, NotFound) as exc:
-        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+        raise _refused_decision(request, operator, takedown_id, exc.detail) from exc
     return _after_decision(session, takedown_id, then)
 
 
@@ -331,11 +335,11 @@ def reject(
     reason = console.statement_of_reasons(template, statement)
     if not reason:
         error = "A rejection needs a statement of reasons: pick a template or write one."
-        return _refused_decision(request, session, operator, takedown_id, error)
+        raise _refused_decision(request, operator, takedown_id, error)
     try:
         _rejecter(session, operator, access.now_of(request), reason)(takedown_id)
     except (Conflict, NotFound) as exc:
-        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+        raise _refused_decision(request, operator, takedown_id, exc.detail) from exc
     return _after_decision(session, takedown_id, then)
 
 
@@ -358,7 +362,7 @@ def escalate(
             now=access.now_of(request),
         )
     except (Conflict, NotFound) as exc:
-        return _refused_decision(request, session, operator, takedown_id, exc.detail)
+        raise _refused_decision(request, operator, takedown_id, exc.detail) from exc
     return _after_decision(session, takedown_id, then)
 
 
@@ -376,7 +380,7 @@ def uphold_rejection(
     reason = console.statement_of_reasons(template, statement)
     if not reason:
         error = "Upholding a rejection needs a statement of reasons: pick a template or write one."
-        return _refused_decision(request, session, operator, takedown_id, error)
+        raise _refused_decision(request, operator, takedown_id, error)
     try:
         appeals.uphold_rejection(
             session=session,
@@ -386,7 +390,7 @@ def uphold_rejection(
             now=access.now_of(request),
         )
     except (Conflict, NotFound, SameOperator) as exc:
-        return _refused_decision(request, session, operator, takedown_id, exc.detail, exc.status)
+        raise _refused_decision(request, operator, takedown_id, exc.detail, exc.status) from exc
     return access.redirect(_takedown_path(takedown_id))
 
 
@@ -409,7 +413,7 @@ def grant_appeal(
             now=access.now_of(request),
         )
     except (Conflict, NotFound, SameOperator) as exc:
-        return _refused_decision(request, session, operator, takedown_id, exc.detail, exc.status)
+        raise _refused_decision(request, operator, takedown_id, exc.detail, exc.status) from exc
     return access.redirect(_takedown_path(takedown_id))
 
 

@@ -2,13 +2,17 @@
 autoescaping, the words for states and reasons, and the security headers every page sends."""
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from fastapi.responses import HTMLResponse
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlmodel import Session
 
+from app.db import new_session
 from app.takedowns.models import Reason, TakedownStatus, TargetState
 from app.web.csrf import FormToken
 
@@ -146,3 +150,20 @@ def page(
     if form_token is not None:
         form_token.set_cookie(response)
     return response
+
+
+class PageInstead(Exception):
+    """Raised by a page route whose action was refused: the request's session rolls back as
+    for any error (nothing of the refused action is kept), then `render` draws the page that
+    answers it on a session of its own."""
+
+    def __init__(self, render: Callable[[Session], Response]) -> None:
+        super().__init__("page instead")
+        self.render = render
+
+
+def page_instead(request: Request, exc: Exception) -> Response:
+    """The exception handler of PageInstead (sync: Starlette runs it in the threadpool)."""
+    assert isinstance(exc, PageInstead)
+    with new_session(request.app.state.engine) as session:
+        return exc.render(session)

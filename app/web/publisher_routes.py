@@ -21,6 +21,7 @@ from app.takedowns.ratelimit import client_address
 from app.web import pages
 from app.web.csrf import CsrfGuard
 from app.web.forms import FormErrors
+from app.web.pages import PageInstead
 
 router = APIRouter(include_in_schema=False)
 
@@ -161,12 +162,14 @@ def start_verification_form(
             now=now,
         )
     except ProblemError as exc:
-        # The page is an answer, not an exception: undo the attempt here (its count too).
-        session.rollback()
+        # Nothing of the refused attempt is kept (its count neither).
         errors = FormErrors(general=[exc.detail])
-        return _form_page(
-            request, values=values, errors=errors, status=exc.status, headers=_passed_on(exc)
-        )
+        status, headers = exc.status, _passed_on(exc)
+        raise PageInstead(
+            lambda _: _form_page(
+                request, values=values, errors=errors, status=status, headers=headers
+            )
+        ) from exc
     # See other: reloading the record's page must not start another verification.
     return RedirectResponse(
         _page_path(verification.id), status_code=303, headers=pages.PAGE_HEADERS

@@ -30,6 +30,7 @@ from app.web.forms import (
     errors_from_problem,
     errors_from_validation,
 )
+from app.web.pages import PageInstead
 
 router = APIRouter(include_in_schema=False)
 
@@ -128,14 +129,18 @@ def file_takedown_form(
         )
     except ProblemError as exc:
         # Nothing of a refused filing is kept, exactly as when the JSON endpoint's error
-        # unwinds its session (the page is an answer, not an exception, so undo it here).
-        session.rollback()
+        # unwinds its session.
         if isinstance(exc, InvalidInput):
             errors = errors_from_problem(exc.errors or [], form)
         else:
             errors = FormErrors(general=[exc.detail])
         headers = {name: exc.headers[name] for name in _PASSED_ON_HEADERS if name in exc.headers}
-        return _form_page(request, values=values, errors=errors, status=exc.status, headers=headers)
+        status = exc.status
+        raise PageInstead(
+            lambda _: _form_page(
+                request, values=values, errors=errors, status=status, headers=headers
+            )
+        ) from exc
     takedown = TakedownPublic.of(filed.takedown, filed.targets)
     context = {
         "takedown": takedown,
@@ -208,19 +213,15 @@ def withdraw_takedown_form(
         return _forbidden(_status_path(takedown_id, token))
     try:
         service.withdraw_takedown(session=session, takedown_id=takedown_id, token=token, now=now)
-    except NotFound:
-        session.rollback()
-        return _not_found()
+    except NotFound as exc:
+        raise PageInstead(lambda _: _not_found()) from exc
     except ProblemError as exc:
-        session.rollback()
-        return _status_page(
-            request,
-            session,
-            takedown_id=takedown_id,
-            token=token,
-            problem=exc.detail,
-            status=exc.status,
-        )
+        problem, status = exc.detail, exc.status
+        raise PageInstead(
+            lambda fresh: _status_page(
+                request, fresh, takedown_id=takedown_id, token=token, problem=problem, status=status
+            )
+        ) from exc
     # See other: reloading the status page must not post the withdrawal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
@@ -267,19 +268,15 @@ def appeal_takedown_form(
             settings=_settings(request),
             now=now,
         )
-    except NotFound:
-        session.rollback()
-        return _not_found()
+    except NotFound as exc:
+        raise PageInstead(lambda _: _not_found()) from exc
     except ProblemError as exc:
-        session.rollback()
-        return _status_page(
-            request,
-            session,
-            takedown_id=takedown_id,
-            token=token,
-            problem=exc.detail,
-            status=exc.status,
-        )
+        problem, status = exc.detail, exc.status
+        raise PageInstead(
+            lambda fresh: _status_page(
+                request, fresh, takedown_id=takedown_id, token=token, problem=problem, status=status
+            )
+        ) from exc
     # See other: reloading the status page must not post the appeal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
@@ -357,20 +354,21 @@ def confirm_takedown_form(
             now=now,
         )
     except ProblemError as exc:
-        session.rollback()
         if exc.status in (404, 409, 410):
-            return _confirm_page(request, session, takedown_id=takedown_id, code=code)
+            raise PageInstead(
+                lambda fresh: _confirm_page(request, fresh, takedown_id=takedown_id, code=code)
+            ) from exc
         headers = {name: exc.headers[name] for name in _PASSED_ON_HEADERS if name in exc.headers}
-        response = _confirm_page(
-            request,
-            session,
-            takedown_id=takedown_id,
-            code=code,
-            problem=exc.detail,
-            status=exc.status,
-        )
-        response.headers.update(headers)
-        return response
+        problem, status = exc.detail, exc.status
+
+        def refused(fresh: Session) -> Response:
+            response = _confirm_page(
+                request, fresh, takedown_id=takedown_id, code=code, problem=problem, status=status
+            )
+            response.headers.update(headers)
+            return response
+
+        raise PageInstead(refused) from exc
     # See other: reloading the page must not post the confirmation again.
     return RedirectResponse(
         _confirm_path(takedown_id, code), status_code=303, headers=pages.PAGE_HEADERS
