@@ -44,6 +44,9 @@ class Feed(JobColumns, table=True):
     # Conditional GET: the validators of the last 200.
     etag: str | None = Field(default=None, sa_type=String(1000))
     last_modified: str | None = Field(default=None, sa_type=String(100))
+    # Digests of the entries stored at the last 200: an entry seen again unchanged is not
+    # prepared and upserted again (most of a changed feed's entries are old ones).
+    entry_digests: list[str] | None = Field(default=None, sa_type=JSON)
     # Health.
     last_fetched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     last_status: str | None = Field(default=None, sa_type=String(500))

@@ -3,6 +3,8 @@ a poll records: entries ingested through the articles' service, the feed's healt
 next fetch. Every change a worker records is conditional on it still holding the feed's row.
 """
 
+import hashlib
+import json
 import xml.etree.ElementTree as ElementTree
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -54,6 +56,7 @@ class ClaimedFeed:
     consecutive_errors: int
     interval_seconds: int | None
     opted_out_block_id: int | None
+    entry_digests: list[str] | None
 
     @classmethod
     def columns(cls) -> list[ColumnElement[Any]]:
@@ -439,7 +442,7 @@ def record_fetched(
     ).first()
     if row is None:
         return "lost"
-    counts = ingest_entries(
+    counts, digests = ingest_entries(
         session,
         feed,
         parsed,
@@ -459,6 +462,7 @@ def record_fetched(
         "title": parsed.title[:1000] if parsed.title else feed.title,
         "site_url": parsed.site_url or feed.site_url,
         "reserved_reason": reserved_feed or next(iter(reserved_entries.values()), None),
+        "entry_digests": digests,
         "fetches": F.c.fetches + 1,
         "updated_at": now,
         **{name: F.c[name] + n for name, n in counts.items()},
@@ -485,15 +489,19 @@ def ingest_entries(
     reserved_feed: str | None,
     reserved_entries: Mapping[str, str],
     now: datetime,
-) -> Counter[str]:
+) -> tuple[Counter[str], list[str]]:
     """Store a feed's entries as articles, through the same preparation and upsert as
-    `POST /v1/articles`: the counts of the feed's health."""
+    `POST /v1/articles`: the counts of the feed's health, and the digests of the entries
+    stored. An entry whose digest the last poll stored is unchanged: counted so, not
+    prepared or written again (a takedown since removed or blocked it: it stays so)."""
     counts: Counter[str] = Counter(
         entries_seen=len(parsed.entries) + parsed.invalid, entries_invalid=parsed.invalid
     )
     publisher = _publisher(feed, parsed)
     language = feed.language or parsed.language
-    prepared: dict[str, PreparedArticle] = {}
+    stored_before = set(feed.entry_digests or ())
+    prepared: dict[str, tuple[PreparedArticle, str]] = {}
+    unchanged: list[str] = []
     for entry in parsed.entries:
         if reserved_feed or entry["source_url"] in reserved_entries:
             counts["entries_reserved"] += 1
@@ -505,20 +513,31 @@ def ingest_entries(
         }
         if language:
             payload["language"] = language
+        digest = _digest(payload)
+        if digest in stored_before:
+            unchanged.append(digest)
+            continue
         try:
             article = prepare_article(ArticleIn.model_validate(payload), now=now)
         except (ValidationError, InvalidInput, ValueError):
             counts["entries_invalid"] += 1
             continue
         # The same article twice in one feed: its first (newest) entry stands.
-        prepared.setdefault(article.canonical_url, article)
+        prepared.setdefault(article.canonical_url, (article, digest))
+    counts["articles_unchanged"] += len(unchanged)
     blocked = find_blocked(session=session, canonical_urls=list(prepared))
     counts["entries_blocked"] += len(blocked)
-    storable = [article for url, article in prepared.items() if url not in blocked]
+    storable = [pair for url, pair in prepared.items() if url not in blocked]
     if storable:
-        for stored in store_articles(session=session, articles=storable, now=now):
-            counts[f"articles_{stored.status}"] += 1
-    return counts
+        stored = store_articles(session=session, articles=[a for a, _ in storable], now=now)
+        for result in stored:
+            counts[f"articles_{result.status}"] += 1
+    return counts, unchanged + [digest for _, digest in storable]
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    encoded = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(encoded.encode(), digest_size=8).hexdigest()
 
 
 def _publisher(feed: ClaimedFeed, parsed: ParsedFeed) -> dict[str, Any]:

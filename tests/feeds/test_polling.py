@@ -20,6 +20,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
 from app.feeds import fetching
+from app.feeds import service as feeds_service
 from app.feeds.models import Feed
 from app.feeds.polls import FeedHandler
 from app.takedowns.blocks import add_block, lift_block
@@ -259,6 +260,66 @@ def test_conditional_get_counts_304_and_an_unchanged_feed_changes_nothing(
     assert health["counts"]["articles_created"] == 2
     assert health["last_status"] == "HTTP 304 Not Modified"
     assert len(articles(client)) == 2
+
+
+def test_entries_seen_unchanged_are_not_prepared_again_and_changed_ones_are(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    clock: FrozenClock,
+    feed_server: FeedServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A changed feed (a new ETag) brings mostly old entries: each is known by the digest of
+    what it would be ingested as, and only new or changed ones go through the ingest again,
+    also after the subscription's tags change."""
+    base = feed_server.base
+    versions = {
+        '"v1"': rss([rss_item(n, host=base) for n in (1, 2, 3)]),
+        '"v2"': rss(
+            [rss_item(4, host=base), rss_item(1, host=base, title="Story 1, corrected")]
+            + [rss_item(n, host=base) for n in (2, 3)]
+        ),
+    }
+    current = ['"v1"']
+    feed_server.routes["/rss"] = lambda asked: Answer(
+        200, versions[current[0]], {"Content-Type": RSS, "ETag": current[0]}
+    )
+    prepared: list[str] = []
+    real_prepare = feeds_service.prepare_article
+
+    def counted(article: Any, **options: Any) -> Any:
+        prepared.append(str(article.source_url))
+        return real_prepare(article, **options)
+
+    monkeypatch.setattr(feeds_service, "prepare_article", counted)
+    feed = subscribe(client, ingest_headers, feed_server.url("/rss"))
+    run_feeds(engine, settings, clock)
+    assert len(prepared) == 3
+
+    current[0] = '"v2"'
+    prepared.clear()
+    clock.advance(timedelta(days=1))
+    run_feeds(engine, settings, clock)
+    assert sorted(url.rsplit("-", 1)[1] for url in prepared) == ["1", "4"]
+    counts = feed_health(client, ingest_headers, feed["id"])["counts"]
+    assert (counts["articles_created"], counts["articles_updated"]) == (4, 1)
+    assert counts["articles_unchanged"] == 2
+    assert "Story 1, corrected" in {a["title"] for a in articles(client)}
+
+    # The subscription's tags are part of every entry's article: all are ingested again.
+    changed = client.patch(
+        f"/v1/feeds/{feed['id']}", json={"tags": ["harbour"]}, headers=ingest_headers
+    )
+    assert changed.status_code == 200, changed.text
+    current[0] = '"v3"'
+    versions['"v3"'] = versions['"v2"']
+    prepared.clear()
+    clock.advance(timedelta(days=1))
+    run_feeds(engine, settings, clock)
+    assert len(prepared) == 4
+    assert all("harbour" in a["tags"] for a in articles(client))
 
 
 def test_a_permanent_redirect_moves_the_feed_and_a_temporary_one_does_not(
