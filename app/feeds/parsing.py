@@ -129,19 +129,11 @@ def _fast_entry(entry: Any, base: str) -> tuple[dict[str, Any], datetime | None]
     link = _absolute(entry.get("link"), base)
     if link is None:
         return None
-    contents = entry.get("content") or []
-    content = next((c.get("value") for c in contents if "html" in (c.get("type") or "")), None)
-    content = content or next((c.get("value") for c in contents if c.get("value")), None)
+    content = _content(entry)
     summary = entry.get("description")
     if content == summary:  # fastfeedparser gives an item without content its description
         content = None
-    authors = [
-        {"name": a.get("name"), **({"url": a["href"]} if a.get("href") else {})}
-        for a in entry.get("authors") or []
-        if a.get("name")
-    ]
-    if not authors and entry.get("author"):
-        authors = [{"name": entry["author"]}]
+    authors = _authors(entry)
     published = _iso_date(entry.get("published")) or _iso_date(entry.get("updated"))
     return _payload(
         link=link,
@@ -153,6 +145,25 @@ def _fast_entry(entry: Any, base: str) -> tuple[dict[str, Any], datetime | None]
         tags=[tag.get("term") for tag in entry.get("tags") or []],
         image=_fast_image(entry, base),
     ), published
+
+
+def _content(entry: Any) -> str | None:
+    """An entry's content (its HTML one first), as both parsers give it."""
+    contents = entry.get("content") or []
+    content = next((c.get("value") for c in contents if "html" in (c.get("type") or "")), None)
+    return content or next((c.get("value") for c in contents if c.get("value")), None)
+
+
+def _authors(entry: Any) -> list[dict[str, Any]]:
+    """An entry's authors (name, link), as both parsers give them."""
+    authors = [
+        {"name": a.get("name"), **({"url": a["href"]} if a.get("href") else {})}
+        for a in entry.get("authors") or []
+        if a.get("name")
+    ]
+    if not authors and entry.get("author"):
+        authors = [{"name": entry["author"]}]
+    return authors
 
 
 def _fast_image(entry: Any, base: str) -> str | None:
@@ -191,17 +202,9 @@ def _rss_or_atom_entry(entry: Any, base: str) -> tuple[dict[str, Any], datetime 
         link = _absolute(entry.get("id"), base)
     if link is None:
         return None
-    contents = entry.get("content") or []
-    content = next((c.get("value") for c in contents if "html" in (c.get("type") or "")), None)
-    content = content or next((c.get("value") for c in contents if c.get("value")), None)
+    content = _content(entry)
     summary = entry.get("summary")
-    authors = [
-        {"name": a.get("name"), **({"url": a["href"]} if a.get("href") else {})}
-        for a in entry.get("authors") or []
-        if a.get("name")
-    ]
-    if not authors and entry.get("author"):
-        authors = [{"name": entry["author"]}]
+    authors = _authors(entry)
     image = _rss_image(entry, base)
     published = _struct_time(entry.get("published_parsed"))
     # Asked only when present: feedparser maps a missing one to published_parsed, warning.
