@@ -199,6 +199,21 @@ def takedown_status(
         return _not_found()
 
 
+def _status_page_instead(
+    request: Request, takedown_id: str, token: str, refused: ProblemError
+) -> PageInstead:
+    """What a refused action of the status page raises: its writes rolled back, the page
+    again with why (or the not-found page)."""
+    if isinstance(refused, NotFound):
+        return PageInstead(lambda _: _not_found())
+    problem, status = refused.detail, refused.status
+    return PageInstead(
+        lambda fresh: _status_page(
+            request, fresh, takedown_id=takedown_id, token=token, problem=problem, status=status
+        )
+    )
+
+
 @router.post("/takedown/{takedown_id}/withdraw")
 def withdraw_takedown_form(
     takedown_id: str,
@@ -213,15 +228,8 @@ def withdraw_takedown_form(
         return _forbidden(_status_path(takedown_id, token))
     try:
         service.withdraw_takedown(session=session, takedown_id=takedown_id, token=token, now=now)
-    except NotFound as exc:
-        raise PageInstead(lambda _: _not_found()) from exc
     except ProblemError as exc:
-        problem, status = exc.detail, exc.status
-        raise PageInstead(
-            lambda fresh: _status_page(
-                request, fresh, takedown_id=takedown_id, token=token, problem=problem, status=status
-            )
-        ) from exc
+        raise _status_page_instead(request, takedown_id, token, exc) from exc
     # See other: reloading the status page must not post the withdrawal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
@@ -268,15 +276,8 @@ def appeal_takedown_form(
             settings=_settings(request),
             now=now,
         )
-    except NotFound as exc:
-        raise PageInstead(lambda _: _not_found()) from exc
     except ProblemError as exc:
-        problem, status = exc.detail, exc.status
-        raise PageInstead(
-            lambda fresh: _status_page(
-                request, fresh, takedown_id=takedown_id, token=token, problem=problem, status=status
-            )
-        ) from exc
+        raise _status_page_instead(request, takedown_id, token, exc) from exc
     # See other: reloading the status page must not post the appeal again.
     return RedirectResponse(
         _status_path(takedown_id, token), status_code=303, headers=pages.PAGE_HEADERS
