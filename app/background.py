@@ -42,7 +42,7 @@ def removal_handler(settings: Settings, *, pause_after_removal: float = 0.0) -> 
     """Removals, carried out and completed by the takedowns domain."""
     return RemovalHandler(
         carry_out=takedowns.carry_out_removals,
-        complete=takedowns.complete_takedown,
+        complete=takedowns.complete_takedowns,
         max_attempts=settings.scheduler_max_attempts,
         pause_after_removal=pause_after_removal,
     )

@@ -767,51 +767,57 @@ def remove_articles(
 
     Publisher counts change once, at the end and in publisher id order, as batch ingest
     changes them: a scheduler's batch and an ingest sharing publishers cannot deadlock."""
-    removed: dict[str, set[int]] = {}
-    gone: list[Any] = []
+    # An article named by two requests of the batch is removed by the first (in the order
+    # given); the second finds it removed already.
+    owner: dict[int, str] = {}
     for takedown_id, article_ids in removals.items():
-        ids = sorted(set(article_ids))
-        slugs = {
-            row.id: tombstone_slug(row.slug)
-            for row in session.execute(
-                select(A.c.id, A.c.slug).where(A.c.id.in_(ids), A.c.removed_at.is_(None))
+        for article_id in article_ids:
+            owner.setdefault(article_id, takedown_id)
+    ids = sorted(owner)
+    slugs = {
+        row.id: tombstone_slug(row.slug)
+        for row in session.execute(
+            select(A.c.id, A.c.slug).where(A.c.id.in_(ids), A.c.removed_at.is_(None))
+        )
+    }
+    rows: Sequence[Any] = []
+    if slugs:
+        live = sorted(slugs)
+        rows = session.execute(
+            update(A)
+            .where(A.c.id.in_(live), A.c.removed_at.is_(None))
+            .values(
+                slug=case(slugs, value=A.c.id, else_=A.c.slug),
+                title=None,
+                excerpt=None,
+                body_html=None,
+                body_text=None,
+                image_url=None,
+                image_alt=None,
+                authors=None,
+                tags=None,
+                license=None,
+                removed_at=now,
+                removed_by_takedown_id=_takedown_of(live, owner),
             )
-        }
-        rows: Sequence[Any] = []
-        if slugs:
-            rows = session.execute(
-                update(A)
-                .where(A.c.id.in_(sorted(slugs)), A.c.removed_at.is_(None))
-                .values(
-                    slug=case(slugs, value=A.c.id, else_=A.c.slug),
-                    title=None,
-                    excerpt=None,
-                    body_html=None,
-                    body_text=None,
-                    image_url=None,
-                    image_alt=None,
-                    authors=None,
-                    tags=None,
-                    license=None,
-                    removed_at=now,
-                    removed_by_takedown_id=takedown_id,
-                )
-                .returning(
-                    A.c.id,
-                    A.c.publisher_id,
-                    A.c.canonical_url,
-                    A.c.first_seen_at,
-                    A.c.content_hash,
-                )
-            ).all()
-        removed[takedown_id] = {row.id for row in rows}
-        gone.extend((takedown_id, row) for row in rows)
-        not_removed = set(ids) - removed[takedown_id]
-        if not_removed:
-            known = session.scalars(select(A.c.id).where(A.c.id.in_(sorted(not_removed))))
-            unknown = not_removed - set(known)
-            if unknown:
-                raise NotFound(f"No article with id {min(unknown)}.")
+            .returning(
+                A.c.id,
+                A.c.publisher_id,
+                A.c.canonical_url,
+                A.c.first_seen_at,
+                A.c.content_hash,
+            )
+        ).all()
+    removed: dict[str, set[int]] = {takedown_id: set() for takedown_id in removals}
+    for row in rows:
+        removed[owner[row.id]].add(row.id)
+    gone = sorted(((owner[row.id], row) for row in rows), key=lambda pair: pair[1].id)
+    not_removed = set(ids) - {row.id for row in rows}
+    if not_removed:
+        known = session.scalars(select(A.c.id).where(A.c.id.in_(sorted(not_removed))))
+        unknown = not_removed - set(known)
+        if unknown:
+            raise NotFound(f"No article with id {min(unknown)}.")
     if gone:
         session.execute(
             TS.insert(),
@@ -839,3 +845,12 @@ def remove_articles(
             now=now,
         )
     return removed
+
+
+def _takedown_of(article_ids: Sequence[int], owner: Mapping[int, str]) -> Any:
+    """The removing request's id for each article, as one SQL value (a constant when one
+    request removes them all)."""
+    takedowns = {owner[article_id] for article_id in article_ids}
+    if len(takedowns) == 1:
+        return takedowns.pop()
+    return case({article_id: owner[article_id] for article_id in article_ids}, value=A.c.id)

@@ -220,10 +220,10 @@ def publish_articles_removed(
     )
 
 
-def publish_takedown_completed(
-    *, session: Session, takedown_id: str, article_ids: Sequence[int], now: datetime
+def publish_takedowns_completed(
+    *, session: Session, removed: Mapping[str, Sequence[int]], now: datetime
 ) -> int:
-    """`takedown.completed`: the request and the articles it removed; never the claimant."""
+    """`takedown.completed` for {request id: the articles it removed}; never the claimant."""
     return publish(
         session=session,
         events=[
@@ -236,6 +236,7 @@ def publish_takedown_completed(
                     "article_ids": sorted(article_ids),
                 },
             )
+            for takedown_id, article_ids in removed.items()
         ],
         now=now,
     )

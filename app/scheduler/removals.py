@@ -60,8 +60,11 @@ class CarryOutRemovals(Protocol):
     ) -> Mapping[str, Collection[int]]: ...
 
 
-class CompleteTakedown(Protocol):
-    def __call__(self, *, session: Session, takedown_id: str, now: datetime) -> None: ...
+class CompleteTakedowns(Protocol):
+    """Complete takedowns whose last row ran (locked in the order given), in the caller's
+    transaction."""
+
+    def __call__(self, *, session: Session, takedown_ids: Sequence[str], now: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,7 @@ class RemovalHandler(JobHandler):
         self,
         *,
         carry_out: CarryOutRemovals,
-        complete: CompleteTakedown,
+        complete: CompleteTakedowns,
         max_attempts: int,
         rows_per_transaction: int | None = None,
         pause_after_removal: float = 0.0,
@@ -170,7 +173,6 @@ class RemovalHandler(JobHandler):
         """One transaction: mark the rows done, remove their articles takedown by takedown,
         and complete each takedown whose last row this was."""
         outcomes: dict[int, str] = {}
-        completed: list[str] = []
         with job.transaction() as session:
             held = REMOVALS.finish(
                 session=session, ids=[r.id for r in removals], owner=job.owner, now=now
@@ -193,10 +195,9 @@ class RemovalHandler(JobHandler):
                     outcomes[removal.id] = "removed" if done_now else "already_removed"
             lock_takedown_completions(session=session, takedown_ids=order)
             open_rows = open_removal_counts(session=session, takedown_ids=order)
-            for takedown_id in order:
-                if open_rows[takedown_id] == 0:
-                    self.complete(session=session, takedown_id=takedown_id, now=now)
-                    completed.append(takedown_id)
+            completed = [takedown_id for takedown_id in order if open_rows[takedown_id] == 0]
+            if completed:
+                self.complete(session=session, takedown_ids=completed, now=now)
         for takedown_id in completed:
             job.note("completed_takedowns")
             logger.info("takedown completed", extra={"takedown_id": takedown_id})

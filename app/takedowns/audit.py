@@ -1,9 +1,11 @@
 """The append-only audit log: one row per transition. Nothing here updates or deletes."""
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlmodel import Session, col
 
 from app.takedowns.models import AuditEvent
@@ -94,6 +96,16 @@ def record(
             reason=reason,
         )
     )
+
+
+def record_all(*, session: Session, rows: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """Append audit rows ({action, actor, takedown_id, ...}, the columns of `record`) in one
+    multi-row INSERT."""
+    if rows:
+        session.execute(
+            insert(AuditEvent),
+            [{**row, "at": now, "action": Action(row["action"]).value} for row in rows],
+        )
 
 
 def list_events(

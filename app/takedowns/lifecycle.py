@@ -10,11 +10,11 @@ audit row; taking effect (blocks, removals), ending without removal, completing.
 `received` is where a request waits for its claimant to confirm the address.
 """
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, case, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col
 
@@ -34,7 +34,7 @@ from app.takedowns.models import (
     TargetKind,
     TargetState,
 )
-from app.takedowns.targets import targets_of, unmatched_details, views_of
+from app.takedowns.targets import targets_of, targets_of_all, unmatched_details, views_from
 
 TT = TakedownTarget.__table__  # type: ignore[attr-defined]
 S = TakedownStatus
@@ -67,15 +67,30 @@ def record_transition(
 def locked(session: Session, takedown_id: str, *, shared: bool = False) -> Takedown:
     """The request, its row locked until commit (PostgreSQL; SQLite has one writer). A shared
     lock lets removals of one request run side by side while still excluding decisions."""
-    takedown = session.scalars(
-        select(Takedown)
-        .where(col(Takedown.id) == takedown_id)
-        .with_for_update(read=shared)
-        .execution_options(populate_existing=True)
-    ).first()
-    if takedown is None:
-        raise NotFound(f"No takedown request with id {takedown_id}.")
-    return takedown
+    return locked_all(session, [takedown_id], shared=shared)[0]
+
+
+def locked_all(
+    session: Session, takedown_ids: Sequence[str], *, shared: bool = False
+) -> list[Takedown]:
+    """`locked` for several requests in one statement, their locks taken in the order given
+    (workers sharing requests take them in one order and cannot deadlock)."""
+    position = case({takedown_id: i for i, takedown_id in enumerate(takedown_ids)},
+                    value=col(Takedown.id))  # fmt: skip
+    takedowns = list(
+        session.scalars(
+            select(Takedown)
+            .where(col(Takedown.id).in_(list(takedown_ids)))
+            .order_by(position)
+            .with_for_update(read=shared)
+            .execution_options(populate_existing=True)
+        )
+    )
+    found = {takedown.id for takedown in takedowns}
+    for takedown_id in takedown_ids:
+        if takedown_id not in found:
+            raise NotFound(f"No takedown request with id {takedown_id}.")
+    return takedowns
 
 
 def move(
@@ -94,27 +109,74 @@ def move(
     """Change the status with a conditional UPDATE (the loser of a race changes nothing and
     gets 409), audit it, and record an SLA breach if the request was still open past due_at.
     Returns the status it left."""
-    previous = takedown.status
+    return move_all(
+        session,
+        [takedown],
+        action=action,
+        actor=actor,
+        now=now,
+        allowed=allowed,
+        to=to,
+        reason=reason,
+        undecided=undecided,
+        values=values,
+    )[0]
+
+
+def move_all(
+    session: Session,
+    takedowns: Sequence[Takedown],
+    *,
+    action: Action,
+    actor: str,
+    now: datetime,
+    allowed: Collection[str],
+    to: str,
+    reason: str | None = None,
+    undecided: bool = False,
+    values: dict[str, Any] | None = None,
+) -> list[str]:
+    """`move` for several requests in one UPDATE and one batch of audit rows: all move, or
+    none (409). The statuses they left, in order."""
+    previous = [takedown.status for takedown in takedowns]
     values = values or {}
-    if previous not in allowed:
-        raise Conflict(f"A request that is {previous} cannot be {action.value}.")
-    if undecided and takedown.decision is not None:
-        raise Conflict(f"This request was {takedown.decision} already; decisions are final.")
+    for takedown in takedowns:
+        if takedown.status not in allowed:
+            raise Conflict(f"A request that is {takedown.status} cannot be {action.value}.")
+        if undecided and takedown.decision is not None:
+            raise Conflict(f"This request was {takedown.decision} already; decisions are final.")
     table = Takedown.__table__  # type: ignore[attr-defined]
-    conditions = [table.c.id == takedown.id, table.c.status == previous]
+    conditions = [
+        or_(*(and_(table.c.id == takedown.id, table.c.status == status)
+              for takedown, status in zip(takedowns, previous, strict=True)))
+    ]  # fmt: skip
     if undecided:
         conditions.append(table.c.decision.is_(None))
     session.flush()
     changed = session.execute(update(table).where(*conditions).values(status=to, **values))
-    if changed.rowcount != 1:  # type: ignore[attr-defined]
+    if changed.rowcount != len(takedowns):  # type: ignore[attr-defined]
         raise Conflict("Another decision on this request came first.")
-    for name, value in {"status": to, **values}.items():
-        set_committed_value(takedown, name, value)
-    record_transition(
-        session, takedown, action, actor, now, from_status=previous, to_status=to, reason=reason
+    for takedown in takedowns:
+        for name, value in {"status": to, **values}.items():
+            set_committed_value(takedown, name, value)
+    audit.record_all(
+        session=session,
+        rows=[
+            {
+                "action": action,
+                "actor": actor,
+                "takedown_id": takedown.id,
+                "from_status": status,
+                "to_status": to,
+                "reason": reason,
+            }
+            for takedown, status in zip(takedowns, previous, strict=True)
+        ],
+        now=now,
     )
-    if previous in OPEN_STATUSES and now > takedown.due_at and takedown.breached_at is None:
-        record_breach(session, takedown, now)
+    for takedown, status in zip(takedowns, previous, strict=True):
+        if status in OPEN_STATUSES and now > takedown.due_at and takedown.breached_at is None:
+            record_breach(session, takedown, now)
     return previous
 
 
@@ -318,11 +380,20 @@ def add_late_arrivals(session: Session, takedown: Takedown) -> None:
 
 def complete(session: Session, takedown: Takedown, actor: str, now: datetime) -> None:
     """The request is done: the claimant hears what it removed and what it only blocked."""
-    if takedown.status == S.completed:
+    complete_all(session, [takedown], actor, now)
+
+
+def complete_all(
+    session: Session, takedowns: Sequence[Takedown], actor: str, now: datetime
+) -> None:
+    """`complete` for several requests (locked, in the caller's order): one status UPDATE,
+    one read of their targets and one batch of `takedown.completed` events."""
+    moving = [takedown for takedown in takedowns if takedown.status != S.completed]
+    if not moving:
         return
-    move(
+    move_all(
         session,
-        takedown,
+        moving,
         action=Action.completed,
         actor=actor,
         now=now,
@@ -330,27 +401,27 @@ def complete(session: Session, takedown: Takedown, actor: str, now: datetime) ->
         to=S.completed,
         values={"completed_at": now},
     )
-    rows = targets_of(session=session, takedown_id=takedown.id)
-    removed = sorted(
-        {
-            row.article_id
-            for row in rows
-            if row.article_id is not None and row.state == TargetState.removed
-        }
-    )
-    notifications.notify_claimant(
-        session=session,
-        takedown=takedown,
-        kind=EmailKind.completed,
-        now=now,
-        details={
-            "removed_articles": len(removed),
-            "unmatched_targets": unmatched_details(
-                views_of(session=session, takedown_id=takedown.id)
-            ),
-            "completed_at": now.isoformat(),
-        },
-    )
-    notifications.publish_takedown_completed(
-        session=session, takedown_id=takedown.id, article_ids=removed, now=now
-    )
+    rows_of = targets_of_all(session=session, takedown_ids=[t.id for t in moving])
+    removed_by: dict[str, list[int]] = {}
+    for takedown in moving:
+        rows = rows_of.get(takedown.id, [])
+        removed = sorted(
+            {
+                row.article_id
+                for row in rows
+                if row.article_id is not None and row.state == TargetState.removed
+            }
+        )
+        removed_by[takedown.id] = removed
+        notifications.notify_claimant(
+            session=session,
+            takedown=takedown,
+            kind=EmailKind.completed,
+            now=now,
+            details={
+                "removed_articles": len(removed),
+                "unmatched_targets": unmatched_details(views_from(session=session, rows=rows)),
+                "completed_at": now.isoformat(),
+            },
+        )
+    notifications.publish_takedowns_completed(session=session, removed=removed_by, now=now)

@@ -9,9 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
 from sqlmodel import Session, col
 
 from app.articles import service as articles
@@ -22,16 +23,20 @@ from app.notifications import outbox as notifications
 from app.notifications.models import EmailKind
 from app.scheduler import queue as removals
 from app.scheduler.models import RemovalJob
+from app.scheduler.queue import RemovalRefused
 from app.takedowns import audit, policy
 from app.takedowns.audit import Action
 from app.takedowns.filing import NO_SECRET_HASH
 from app.takedowns.lifecycle import (
     add_late_arrivals,
     complete,
+    complete_all,
     end_without_removal,
     escalate_unconfirmed,
     locked,
+    locked_all,
     move,
+    move_all,
     record_breach,
     set_values,
     start_removals,
@@ -39,7 +44,6 @@ from app.takedowns.lifecycle import (
 )
 from app.takedowns.models import (
     OPEN_STATUSES,
-    AuditEvent,
     RateLimitCounter,
     Takedown,
     TakedownAppeal,
@@ -314,66 +318,74 @@ def carry_out_removals(
     ids}; the ids removed now by request, the others were removed already. Every request
     is locked first, in the order given, and only then are articles touched: a worker never
     waits for a request while holding a publisher's row, so workers sharing requests and
-    publishers cannot deadlock. One target update and one batch of audit rows per request.
+    publishers cannot deadlock. One target update and one batch of audit rows in all.
     `RemovalRefused` when a request no longer allows removal (withdrawn, rejected,
     escalated and not approved)."""
-    for takedown_id in removals:
-        _lock_for_removal(session, takedown_id, now)
-    removed = articles.remove_articles(session=session, removals=removals, now=now)
-    for takedown_id, article_ids in removals.items():
-        _record_removals(session, takedown_id, article_ids, removed[takedown_id], now)
-    return removed
-
-
-def _lock_for_removal(session: Session, takedown_id: str, now: datetime) -> None:
-    status = session.scalar(select(col(Takedown.status)).where(col(Takedown.id) == takedown_id))
-    # Only the first removal moves the request (exclusive lock); the rest share the row, so
-    # several workers remove one request's articles in parallel.
-    takedown = locked(session, takedown_id, shared=status != S.queued)
-    if takedown.status == S.queued:
+    statuses = dict(
+        session.execute(
+            select(col(Takedown.id), col(Takedown.status)).where(
+                col(Takedown.id).in_(list(removals))
+            )
+        ).all()
+    )
+    # Only a request's first removals move it (exclusive lock); under way, requests are
+    # shared, so several workers remove one request's articles side by side. Consecutive
+    # requests of one kind are locked by one statement, all in the order given.
+    takedowns: list[Takedown] = []
+    for shared, run in groupby(removals, key=lambda t: statuses.get(t) != S.queued):
+        takedowns.extend(locked_all(session, list(run), shared=shared))
+    for takedown in takedowns:
+        if takedown.status not in (S.queued, S.executing):
+            raise RemovalRefused(
+                f"Takedown {takedown.id} is {takedown.status}; its removals do not run."
+            )
+    starting = [takedown for takedown in takedowns if takedown.status == S.queued]
+    for takedown in starting:
         take_effect(session, takedown, audit.SCHEDULER, now)
-        move(
+    if starting:
+        move_all(
             session,
-            takedown,
+            starting,
             action=Action.executing,
             actor=audit.SCHEDULER,
             now=now,
             allowed={S.queued},
             to=S.executing,
         )
-    elif takedown.status != S.executing:
-        raise removals.RemovalRefused(
-            f"Takedown {takedown_id} is {takedown.status}; its removals do not run."
-        )
+    removed = articles.remove_articles(session=session, removals=removals, now=now)
+    _record_removals(session, removals, removed, now)
+    return removed
 
 
 def _record_removals(
     session: Session,
-    takedown_id: str,
-    article_ids: Sequence[int],
-    removed: set[int],
+    removals: Mapping[str, Sequence[int]],
+    removed: Mapping[str, set[int]],
     now: datetime,
 ) -> None:
+    """Every named target of the batch is done (removed now or before); one audit row per
+    article removed now."""
+    pairs = sorted({(takedown_id, article_id) for takedown_id, article_ids in removals.items()
+                    for article_id in article_ids})  # fmt: skip
     session.execute(
         update(TT)
-        .where(TT.c.takedown_id == takedown_id, TT.c.article_id.in_(sorted(set(article_ids))))
+        .where(tuple_(TT.c.takedown_id, TT.c.article_id).in_(pairs))
         .values(state=TargetState.removed)
     )
-    if removed:
-        # One multi-row INSERT: the ORM would flush them one statement each.
-        session.execute(
-            insert(AuditEvent),
-            [
-                {
-                    "at": now,
-                    "actor": audit.SCHEDULER,
-                    "action": Action.removed.value,
-                    "takedown_id": takedown_id,
-                    "article_id": article_id,
-                }
-                for article_id in sorted(removed)
-            ],
-        )
+    audit.record_all(
+        session=session,
+        rows=[
+            {
+                "actor": audit.SCHEDULER,
+                "action": Action.removed,
+                "takedown_id": takedown_id,
+                "article_id": article_id,
+            }
+            for takedown_id in removals
+            for article_id in sorted(removed[takedown_id])
+        ],
+        now=now,
+    )
 
 
 def carry_out_removal(
@@ -387,7 +399,12 @@ def carry_out_removal(
 
 def complete_takedown(*, session: Session, takedown_id: str, now: datetime) -> None:
     """Mark a request completed once its last removal ran (a no-op when it is already)."""
-    complete(session, locked(session, takedown_id), audit.SCHEDULER, now)
+    complete_takedowns(session=session, takedown_ids=[takedown_id], now=now)
+
+
+def complete_takedowns(*, session: Session, takedown_ids: Sequence[str], now: datetime) -> None:
+    """`complete_takedown` for several requests, locked in the order given."""
+    complete_all(session, locked_all(session, takedown_ids), audit.SCHEDULER, now)
 
 
 # Reads -------------------------------------------------------------------------------------

@@ -229,8 +229,8 @@ def _failed_notifications(engine: Engine, clock: FrozenClock, count: int) -> Non
                     created_at=clock.now(),
                 )
             )
-            outbox.publish_takedown_completed(
-                session=session, takedown_id=f"takedown-{n}", article_ids=[n], now=clock.now()
+            outbox.publish_takedowns_completed(
+                session=session, removed={f"takedown-{n}": [n]}, now=clock.now()
             )
         session.execute(
             update(WebhookDelivery).values(
