@@ -8,7 +8,9 @@ backend) instead of `dialect.name` checks in the domains.
 - `advisory_xact_lock`: PostgreSQL transaction locks in named namespaces (SQLite has one
   writer at a time and needs none);
 - `notify`: PostgreSQL NOTIFY, sent when the transaction commits (SQLite has no peer
-  process to tell: its workers are woken in-process).
+  process to tell: its workers are woken in-process);
+- `sha256_hex`: a text's SHA-256 computed by the database (SQLite: a function of ours,
+  registered on every connection).
 """
 
 import hashlib
@@ -18,7 +20,17 @@ from collections import deque
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    String,
+    Table,
+    create_engine,
+    event,
+    func,
+    text,
+)
 from sqlalchemy.dialects.postgresql import Insert as PostgreSQLInsert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import Insert as SQLiteInsert
@@ -62,6 +74,11 @@ class Dialect(Protocol):
         """Tell listeners of `channel` when (and only if) the transaction commits."""
         ...
 
+    def sha256_hex(self, value: ColumnElement[str]) -> ColumnElement[str]:
+        """SQL for the SHA-256 of `value` (its UTF-8 bytes) in lowercase hex, as
+        `hashlib.sha256(value.encode()).hexdigest()` gives it."""
+        ...
+
 
 class SQLite:
     name = "sqlite"
@@ -90,6 +107,9 @@ class SQLite:
 
     def notify(self, session: Session, channel: str, payload: str) -> None:
         return None
+
+    def sha256_hex(self, value: ColumnElement[str]) -> ColumnElement[str]:
+        return func.byline_sha256_hex(value, type_=String)
 
 
 class PostgreSQL:
@@ -136,6 +156,9 @@ class PostgreSQL:
             text("SELECT pg_notify(:channel, :payload)"), {"channel": channel, "payload": payload}
         )
 
+    def sha256_hex(self, value: ColumnElement[str]) -> ColumnElement[str]:
+        return func.encode(func.sha256(func.convert_to(value, "UTF8")), "hex", type_=String)
+
 
 DIALECTS: dict[str, Dialect] = {"sqlite": SQLite(), "postgresql": PostgreSQL()}
 
@@ -149,6 +172,10 @@ def dialect_of(bind: Engine | Connection | Session) -> Dialect:
 
 def dialect_for_url(url: str) -> Dialect:
     return DIALECTS["sqlite" if url.startswith("sqlite") else "postgresql"]
+
+
+def _sha256_hex(text: str | None) -> str | None:
+    return None if text is None else hashlib.sha256(text.encode()).hexdigest()
 
 
 def _int4(value: str) -> int:
@@ -179,6 +206,7 @@ def _configure_sqlite(engine: Engine) -> None:
         # article spans several overflow pages, each a copy (figures: bench/README.md).
         cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
+        dbapi_connection.create_function("byline_sha256_hex", 1, _sha256_hex, deterministic=True)
 
     writers = WriterQueue()
 

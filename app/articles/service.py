@@ -137,11 +137,14 @@ def slug_for(title: str, canonical_url: str) -> str:
     return f"{words}-{suffix}" if words else suffix
 
 
+TOMBSTONE_PREFIX = "~"
+
+
 def tombstone_slug(slug: str) -> str:
     """What a removed article keeps of its slug: a hash, so that the title's words go with
     the content while a lookup of the old slug still finds the tombstone (451). `~` is a
     character `slug_for` never writes, so no live slug is ever one."""
-    return "~" + hashlib.sha256(slug.encode()).hexdigest()
+    return TOMBSTONE_PREFIX + hashlib.sha256(slug.encode()).hexdigest()
 
 
 def prepare_article(data: ArticleIn, *, now: datetime | None = None) -> PreparedArticle:
@@ -767,27 +770,18 @@ def remove_articles(
 
     Publisher counts change once, at the end and in publisher id order, as batch ingest
     changes them: a scheduler's batch and an ingest sharing publishers cannot deadlock."""
-    # An article named by two requests of the batch is removed by the first (in the order
-    # given); the second finds it removed already.
-    owner: dict[int, str] = {}
+    # In the order given: an article named by two requests is removed by the first, and
+    # the second finds it removed already. The slug's hash is computed by the database, so
+    # the statement is the same for every batch.
+    tombstone = literal(TOMBSTONE_PREFIX) + dialect_of(session).sha256_hex(A.c.slug)
+    removed: dict[str, set[int]] = {}
+    gone: list[Any] = []
     for takedown_id, article_ids in removals.items():
-        for article_id in article_ids:
-            owner.setdefault(article_id, takedown_id)
-    ids = sorted(owner)
-    slugs = {
-        row.id: tombstone_slug(row.slug)
-        for row in session.execute(
-            select(A.c.id, A.c.slug).where(A.c.id.in_(ids), A.c.removed_at.is_(None))
-        )
-    }
-    rows: Sequence[Any] = []
-    if slugs:
-        live = sorted(slugs)
         rows = session.execute(
             update(A)
-            .where(A.c.id.in_(live), A.c.removed_at.is_(None))
+            .where(A.c.id.in_(sorted(set(article_ids))), A.c.removed_at.is_(None))
             .values(
-                slug=case(slugs, value=A.c.id, else_=A.c.slug),
+                slug=tombstone,
                 title=None,
                 excerpt=None,
                 body_html=None,
@@ -798,7 +792,7 @@ def remove_articles(
                 tags=None,
                 license=None,
                 removed_at=now,
-                removed_by_takedown_id=_takedown_of(live, owner),
+                removed_by_takedown_id=takedown_id,
             )
             .returning(
                 A.c.id,
@@ -808,11 +802,10 @@ def remove_articles(
                 A.c.content_hash,
             )
         ).all()
-    removed: dict[str, set[int]] = {takedown_id: set() for takedown_id in removals}
-    for row in rows:
-        removed[owner[row.id]].add(row.id)
-    gone = sorted(((owner[row.id], row) for row in rows), key=lambda pair: pair[1].id)
-    not_removed = set(ids) - {row.id for row in rows}
+        removed[takedown_id] = {row.id for row in rows}
+        gone.extend((takedown_id, row) for row in rows)
+    named = {article_id for article_ids in removals.values() for article_id in article_ids}
+    not_removed = named - {row.id for _, row in gone}
     if not_removed:
         known = session.scalars(select(A.c.id).where(A.c.id.in_(sorted(not_removed))))
         unknown = not_removed - set(known)
@@ -845,12 +838,3 @@ def remove_articles(
             now=now,
         )
     return removed
-
-
-def _takedown_of(article_ids: Sequence[int], owner: Mapping[int, str]) -> Any:
-    """The removing request's id for each article, as one SQL value (a constant when one
-    request removes them all)."""
-    takedowns = {owner[article_id] for article_id in article_ids}
-    if len(takedowns) == 1:
-        return takedowns.pop()
-    return case({article_id: owner[article_id] for article_id in article_ids}, value=A.c.id)

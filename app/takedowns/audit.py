@@ -103,7 +103,7 @@ def record_all(*, session: Session, rows: Sequence[Mapping[str, Any]], now: date
     multi-row INSERT."""
     if rows:
         session.execute(
-            insert(AuditEvent),
+            insert(AuditEvent.__table__),  # type: ignore[attr-defined]
             [{**row, "at": now, "action": Action(row["action"]).value} for row in rows],
         )
 
