@@ -1,9 +1,18 @@
-"""Test harness: one migrated database per run (SQLite, or PostgreSQL when asked), emptied
-after every test, an injected FrozenClock, and a TestClient on the real app."""
+"""Test harness: one migrated database per run (SQLite, or PostgreSQL when asked), an injected
+FrozenClock, and a TestClient on the real app.
+
+Two ways onto the database:
+- `db`: a session on one connection whose outer transaction is rolled back after the test,
+  commits inside it included (they release savepoints). For tests that call services
+  in-process and need no second connection.
+- `engine`: for tests whose rows must really be committed, because the app, a worker, a
+  thread or another process reads them on connections of their own; every table is emptied
+  after such a test."""
 
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -11,14 +20,17 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
+from sqlmodel import Session
+from typer.testing import CliRunner
 
-from app.auth import Scope, create_api_key
+from app.auth import Scope
 from app.clock import FrozenClock
-from app.config import Settings
-from app.db import create_db_engine, new_session
+from app.config import Settings, get_settings
+from app.db import create_db_engine
 from app.main import create_app
 from app.migrate import upgrade_to_head
 from app.models import metadata
+from tests.factories import make_key
 
 POSTGRES_URL = os.environ.get("BYLINE_TEST_POSTGRES_URL", "")
 ENGINE = os.environ.get("BYLINE_TEST_ENGINE", "sqlite")
@@ -54,18 +66,53 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def engine(database_url: str) -> Iterator[Engine]:
+def migrated_engine(database_url: str) -> Iterator[Engine]:
+    """The run's one engine. Tests ask for `db` or `engine`, not for this: asked for by this
+    name, it leaves the tables as they are after the test."""
     engine = create_db_engine(database_url)
     yield engine
     engine.dispose()
 
 
-@pytest.fixture(autouse=True)
-def _empty_tables_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    yield
-    if "engine" not in request.fixturenames:
-        return
-    engine: Engine = request.getfixturevalue("engine")
+@pytest.fixture(scope="session")
+def engine(migrated_engine: Engine) -> Engine:
+    """The engine, for tests that commit: every table is emptied after a test that asks for it."""
+    return migrated_engine
+
+
+@dataclass
+class Numbering:
+    """Whether a rolled-back test ran since the tables were last emptied. PostgreSQL's
+    sequences are not transactional: it left them advanced."""
+
+    advanced: bool = False
+
+
+@pytest.fixture(scope="session")
+def numbering() -> Numbering:
+    return Numbering()
+
+
+@pytest.fixture
+def db(migrated_engine: Engine, numbering: Numbering) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back after the test. The session's own
+    commits release savepoints (SQLAlchemy's "joining a Session into an external
+    transaction"), so services that commit run as they do in the app and leave nothing
+    behind. On SQLite the engine's `begin` hook opens the outer transaction (BEGIN)."""
+    with migrated_engine.connect() as connection:
+        transaction = connection.begin()
+        session = Session(
+            bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+        )
+        try:
+            yield session
+        finally:
+            session.close()
+            transaction.rollback()
+            numbering.advanced = True
+
+
+def _empty_tables(engine: Engine) -> None:
     tables = [table.name for table in reversed(metadata.sorted_tables)]
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
@@ -73,6 +120,24 @@ def _empty_tables_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
         else:
             for table in tables:
                 connection.execute(text(f"DELETE FROM {table}"))
+
+
+@pytest.fixture(autouse=True)
+def _empty_tables_for_engine_tests(
+    request: pytest.FixtureRequest, numbering: Numbering
+) -> Iterator[None]:
+    """Every table emptied after a test that asks for `engine` (and before it, when a
+    rolled-back test left the numbering advanced); nothing done for the others."""
+    if "engine" not in request.fixturenames:
+        yield
+        return
+    engine: Engine = request.getfixturevalue("engine")
+    if numbering.advanced:
+        # Tests on `engine` number their rows from 1, as an emptied database does.
+        _empty_tables(engine)
+    yield
+    _empty_tables(engine)
+    numbering.advanced = False
 
 
 @pytest.fixture
@@ -104,10 +169,12 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield client
 
 
-def make_key(engine: Engine, scope: Scope, name: str = "test-key") -> str:
-    with new_session(engine) as session, session.begin():
-        _, secret = create_api_key(session=session, name=name, scope=scope, now=FrozenClock().now())
-    return secret
+@pytest.fixture
+def web_client(app: FastAPI) -> Iterator[TestClient]:
+    """A browser on https://news.example: its `__Host-` CSRF cookie is Secure, so the test
+    client must speak https to get it back."""
+    with TestClient(app, base_url="https://news.example", raise_server_exceptions=False) as client:
+        yield client
 
 
 @pytest.fixture
@@ -118,6 +185,16 @@ def ingest_headers(engine: Engine) -> dict[str, str]:
 @pytest.fixture
 def admin_headers(engine: Engine) -> dict[str, str]:
     return {"Authorization": f"Bearer {make_key(engine, Scope.admin, 'operator')}"}
+
+
+@pytest.fixture
+def byline(database_url: str, engine: Engine) -> Iterator[CliRunner]:
+    """The `byline` command on the test database (`engine` empties it after the test).
+    get_settings is cached per process: cleared so that the command reads this environment,
+    and again so that nothing after it keeps these settings."""
+    get_settings.cache_clear()
+    yield CliRunner(env={"BYLINE_DATABASE_URL": database_url})
+    get_settings.cache_clear()
 
 
 @pytest.fixture

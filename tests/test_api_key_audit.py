@@ -2,16 +2,9 @@
 key's name, as the console's are (app/takedowns/audit.py); the secret never is."""
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from app.db import new_session
-from app.takedowns.models import AuditEvent
-
-
-def audit_log(engine: Engine) -> list[tuple[str, str, str | None]]:
-    with new_session(engine) as session:
-        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id))  # type: ignore[arg-type]
-        return [(row.action, row.actor, row.reason) for row in rows]
+from tests.factories import audit_log
 
 
 def test_creating_and_revoking_a_key_are_audited_under_the_acting_key_name(

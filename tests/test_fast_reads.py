@@ -14,7 +14,7 @@ from app.config import Settings
 from app.fastpath.keyed_reads import ReadByKey
 from app.main import create_app
 from tests.articles.factories import ingest
-from tests.articles.test_removal import make_takedown, remove
+from tests.factories import make_takedown, remove_article
 
 ORIGIN = "https://front.example"  # the tests' settings allow it (CORS)
 
@@ -109,7 +109,8 @@ def test_fast_and_plain_reads_answer_byte_for_byte_the_same(
         ),
     ]
     removed = ingest(fast, ingest_headers, 4)
-    assert remove(engine, clock, removed["id"], make_takedown(engine, clock)) is True
+    takedown_id = make_takedown(engine, received_at=clock.now())
+    assert remove_article(engine, clock, removed["id"], takedown_id) is True
     for article in articles:
         article["etag"] = fast.get(f"/v1/articles/{article['id']}").headers["etag"].strip('"')
     statuses = []
@@ -141,7 +142,8 @@ def test_an_app_without_fast_reads_answers_a_removed_article_by_slug_451(
     )
     with TestClient(plain) as client:
         article = ingest(client, ingest_headers)
-        assert remove(engine, clock, article["id"], make_takedown(engine, clock)) is True
+        takedown_id = make_takedown(engine, received_at=clock.now())
+        assert remove_article(engine, clock, article["id"], takedown_id) is True
         response = client.get(f"/v1/articles/by-slug/{article['slug']}")
     assert response.status_code == 451
     assert response.headers["cache-control"] == "no-store"

@@ -22,19 +22,8 @@ from app.db import create_db_engine, new_session
 from app.main import create_app
 from app.observability import AccessLog, _timestamp
 from tests.articles.factories import article_payload
-from tests.conftest import make_key
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def]
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    assert body["type"].startswith("https://byline.dev/problems/")
-    assert body["title"] and body["detail"]
-    return body
+from tests.factories import make_key
+from tests.takedowns.factories import assert_problem
 
 
 def test_healthz_answers_ok(client: TestClient) -> None:

@@ -1,5 +1,6 @@
 """Plain-function factories for article payloads and ingests through the real API."""
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -26,3 +27,19 @@ def ingest(
     response = client.post("/v1/articles", json=article_payload(n, **overrides), headers=headers)
     assert response.status_code in (200, 201), response.text
     return response.json()["article"]
+
+
+def ingest_all(
+    client: TestClient, headers: dict[str, str], payloads: Sequence[dict[str, Any]]
+) -> list[int]:
+    """Ingest `payloads` through the batch API (500 a request), each one created; their ids
+    in order."""
+    ids: list[int] = []
+    for offset in range(0, len(payloads), 500):
+        items = list(payloads[offset : offset + 500])
+        response = client.post("/v1/articles/batch", json={"items": items}, headers=headers)
+        assert response.status_code == 200, response.text
+        results = response.json()["items"]
+        assert all(item["status"] == "created" for item in results), results
+        ids.extend(item["id"] for item in results)
+    return ids

@@ -17,7 +17,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.migrate import alembic_config, upgrade_to_head
 from tests.articles.factories import article_payload, ingest
-from tests.articles.test_removal import make_takedown, remove
+from tests.factories import make_takedown, remove_article
 from tests.feeds.conftest import Answer, FeedServer
 from tests.feeds.factories import RSS, rss, rss_item, run_feeds
 
@@ -190,7 +190,7 @@ def test_the_etag_of_a_read_changes_whenever_what_it_shows_does(
         seen()
     # Removed, then published again once no block holds it: first as it was, then changed.
     for title in (payload["title"], "Changed on the way back"):
-        remove(engine, clock, article["id"], make_takedown(engine, clock))
+        remove_article(engine, clock, article["id"], make_takedown(engine, received_at=clock.now()))
         clock.advance(timedelta(days=1))
         restored = post(client, ingest_headers, {**payload, "title": title})
         assert restored.json()["status"] == "updated", restored.text

@@ -5,17 +5,13 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app.articles.models import Article, ArticleTag, Publisher
 from app.clock import FrozenClock
 from app.db import new_session
 from tests.articles.factories import article_payload, ingest
-
-
-def count(engine: Engine, model: type) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(model)) or 0
+from tests.factories import row_count
 
 
 def test_new_article_is_201_with_location_and_attribution(
@@ -84,7 +80,7 @@ def test_tracking_parameters_and_case_find_the_same_article(
         headers=ingest_headers,
     )
     assert response.status_code == 200
-    assert count(engine, Article) == 1
+    assert row_count(engine, Article) == 1
 
 
 def test_published_at_defaults_to_first_seen(
@@ -181,7 +177,7 @@ def test_batch_answers_each_item_and_one_bad_item_sinks_nothing(
     assert {e["field"] for e in results[2]["errors"]} == {"source_url", "publisher"}
     assert results[4]["errors"][0]["field"] == "source_url"
     assert results[0]["id"] == results[3]["id"]
-    assert count(engine, Article) == 2
+    assert row_count(engine, Article) == 2
     assert response.json()["counts"] == {"unchanged": 1, "created": 1, "updated": 1, "invalid": 3}
 
 
@@ -192,7 +188,7 @@ def test_batch_over_500_items_is_413_and_stores_nothing(
     response = client.post("/v1/articles/batch", json={"items": items}, headers=ingest_headers)
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
-    assert count(engine, Article) == 0
+    assert row_count(engine, Article) == 0
 
 
 def test_batch_of_500_is_stored_with_tags_and_publisher_counts(
@@ -204,8 +200,8 @@ def test_batch_of_500_is_stored_with_tags_and_publisher_counts(
     ]
     response = client.post("/v1/articles/batch", json={"items": items}, headers=ingest_headers)
     assert response.json()["counts"] == {"created": 500}
-    assert count(engine, Article) == 500
-    assert count(engine, ArticleTag) == 500
+    assert row_count(engine, Article) == 500
+    assert row_count(engine, ArticleTag) == 500
     publishers = client.get("/v1/publishers").json()["items"]
     assert sum(p["article_count"] for p in publishers) == 500
     assert len(publishers) == 7
@@ -238,6 +234,6 @@ def test_concurrent_posts_of_one_url_make_exactly_one_article(
     for thread in threads:
         thread.join()
     assert sorted(statuses) == [200] * 7 + [201]
-    assert count(engine, Article) == 1
-    assert count(engine, Publisher) == 1
+    assert row_count(engine, Article) == 1
+    assert row_count(engine, Publisher) == 1
     assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 1

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from app.articles import search
 from app.articles.cursor import BadCursor, Position, decode_cursor, encode_cursor
 from app.articles.schemas import ArticlePublic
-from tests.articles.factories import article_payload, ingest
+from tests.articles.factories import article_payload, ingest, ingest_all
 
 
 def published(minute: int) -> str:
@@ -20,9 +20,8 @@ def published(minute: int) -> str:
 def ingest_many(
     client: TestClient, headers: dict[str, str], count: int, **overrides: object
 ) -> None:
-    items = [article_payload(n, published_at=published(n), **overrides) for n in range(count)]
-    response = client.post("/v1/articles/batch", json={"items": items}, headers=headers)
-    assert response.json()["counts"] == {"created": count}
+    payloads = [article_payload(n, published_at=published(n), **overrides) for n in range(count)]
+    ingest_all(client, headers, payloads)
 
 
 def all_pages(client: TestClient, url: str) -> list[int]:

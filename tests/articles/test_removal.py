@@ -2,42 +2,18 @@
 and what undoes it: ingest once no block holds the URL."""
 
 import hashlib
-import uuid
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from app.articles.models import Article, ArticleTombstone
-from app.articles.service import remove_articles
 from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.db import new_session
 from app.takedowns.blocks import add_block
-from app.takedowns.models import Takedown
 from tests.articles.factories import article_payload, ingest
-
-
-def make_takedown(engine: Engine, clock: FrozenClock) -> str:
-    takedown_id = str(uuid.uuid4())
-    with new_session(engine) as session, session.begin():
-        session.add(
-            Takedown(
-                id=takedown_id,
-                status="queued",
-                reason="copyright",
-                claimant_name="Private Person",
-                claimant_email="private@example-news.com",
-                claimant_role="owner",
-                explanation="private explanation",
-                signature="P. Person",
-                token_hash="0" * 64,
-                fingerprint="1" * 64,
-                received_at=clock.now(),
-                due_at=clock.now(),
-            )
-        )
-    return takedown_id
+from tests.factories import PRIVATE_EMAIL, PRIVATE_NAME, make_takedown, remove_article
 
 
 def block_url(engine: Engine, clock: FrozenClock, url: str, takedown_id: str) -> None:
@@ -61,20 +37,12 @@ def tombstones(engine: Engine, article_id: int) -> list[ArticleTombstone]:
         )
 
 
-def remove(engine: Engine, clock: FrozenClock, article_id: int, takedown_id: str) -> bool:
-    with new_session(engine) as session, session.begin():
-        removed = remove_articles(
-            session=session, removals={takedown_id: [article_id]}, now=clock.now()
-        )
-        return article_id in removed[takedown_id]
-
-
 def test_removed_article_answers_451_with_blocked_by_link(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    takedown_id = make_takedown(engine, clock)
-    assert remove(engine, clock, article["id"], takedown_id) is True
+    takedown_id = make_takedown(engine, received_at=clock.now())
+    assert remove_article(engine, clock, article["id"], takedown_id) is True
     for path in (f"/v1/articles/{article['id']}", f"/v1/articles/by-slug/{article['slug']}"):
         response = client.get(path)
         assert response.status_code == 451
@@ -84,15 +52,15 @@ def test_removed_article_answers_451_with_blocked_by_link(
         body = response.json()
         assert body["takedown_id"] == takedown_id
         assert body["removed_at"] == "2026-01-05T09:00:00Z"
-        assert "Private" not in response.text and "private@" not in response.text
+        assert PRIVATE_NAME not in response.text and PRIVATE_EMAIL not in response.text
 
 
 def test_removal_keeps_only_the_tombstone(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    takedown_id = make_takedown(engine, clock)
-    remove(engine, clock, article["id"], takedown_id)
+    takedown_id = make_takedown(engine, received_at=clock.now())
+    remove_article(engine, clock, article["id"], takedown_id)
     with new_session(engine) as session:
         row = session.get(Article, article["id"])
         assert row is not None
@@ -142,7 +110,7 @@ def test_removed_article_is_gone_from_lists_search_tags_and_counts(
 ) -> None:
     kept = ingest(client, ingest_headers, 1)
     gone = ingest(client, ingest_headers, 2)
-    remove(engine, clock, gone["id"], make_takedown(engine, clock))
+    remove_article(engine, clock, gone["id"], make_takedown(engine, received_at=clock.now()))
     assert [a["id"] for a in client.get("/v1/articles").json()["items"]] == [kept["id"]]
     assert [a["id"] for a in client.get("/v1/articles?q=flood").json()["items"]] == [kept["id"]]
     assert [a["id"] for a in client.get("/v1/articles?tag=weather").json()["items"]] == [kept["id"]]
@@ -153,9 +121,9 @@ def test_reingesting_a_removed_url_still_blocked_is_451_and_blocked_in_a_batch(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    takedown_id = make_takedown(engine, clock)
+    takedown_id = make_takedown(engine, received_at=clock.now())
     block_url(engine, clock, article["attribution"]["canonical_url"], takedown_id)
-    remove(engine, clock, article["id"], takedown_id)
+    remove_article(engine, clock, article["id"], takedown_id)
     response = client.post(
         "/v1/articles",
         json=article_payload(
@@ -178,8 +146,8 @@ def test_reingesting_a_removed_url_no_block_holds_publishes_the_same_article_aga
 ) -> None:
     article = ingest(client, ingest_headers)
     kept = ingest(client, ingest_headers, 2)
-    remove(engine, clock, article["id"], make_takedown(engine, clock))
-    remove(engine, clock, kept["id"], make_takedown(engine, clock))
+    remove_article(engine, clock, article["id"], make_takedown(engine, received_at=clock.now()))
+    remove_article(engine, clock, kept["id"], make_takedown(engine, received_at=clock.now()))
     clock.advance(timedelta(days=1))
     response = client.post("/v1/articles", json=article_payload(), headers=ingest_headers)
     assert response.status_code == 200, response.text
@@ -206,9 +174,10 @@ def test_removing_twice_changes_nothing(
     client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
 ) -> None:
     article = ingest(client, ingest_headers)
-    first, second = make_takedown(engine, clock), make_takedown(engine, clock)
-    assert remove(engine, clock, article["id"], first) is True
-    assert remove(engine, clock, article["id"], second) is False
+    first = make_takedown(engine, received_at=clock.now())
+    second = make_takedown(engine, received_at=clock.now())
+    assert remove_article(engine, clock, article["id"], first) is True
+    assert remove_article(engine, clock, article["id"], second) is False
     with new_session(engine) as session:
         row = session.get(Article, article["id"])
         assert row is not None and row.removed_by_takedown_id == first

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from app import background
 from app.cli import cli
 from app.clock import FrozenClock
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.feeds.polls import FeedHandler
 from app.main import create_app
 from tests.feeds.conftest import Answer, FeedServer, closed_port
@@ -223,13 +223,6 @@ def test_fetch_now_wakes_a_running_worker(
         assert running.stop(timeout=30)
         background.close([worker])
     assert len(feed_server.requests_to("/rss")) == fetched_before + 1
-
-
-@pytest.fixture
-def byline(database_url: str, engine: Engine) -> Iterator[CliRunner]:
-    get_settings.cache_clear()
-    yield CliRunner(env={"BYLINE_DATABASE_URL": database_url})
-    get_settings.cache_clear()
 
 
 def test_the_cli_adds_lists_and_imports_feeds(byline: CliRunner, tmp_path: Path) -> None:

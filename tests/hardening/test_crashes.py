@@ -16,13 +16,13 @@ import httpx
 from sqlalchemy import Engine, func, select, text
 
 from app.articles.models import Article, ArticleTag, Publisher
-from app.auth import Scope, create_api_key
-from app.clock import FrozenClock
+from app.auth import Scope
 from app.db import new_session
 from app.models import metadata
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import Block, Takedown, TakedownTarget
 from tests.articles.factories import article_payload
+from tests.factories import make_key
 from tests.hardening.servers import Server, kill_inside_write_transaction, write_probe
 from tests.takedowns.factories import bearer, filing
 
@@ -146,19 +146,6 @@ def rows_outside_articles(engine: Engine) -> dict[str, int]:
     return counts
 
 
-def publisher_key(engine: Engine, domain: str) -> str:
-    """A publisher key bound to `domain`, as a DNS verification would earn it."""
-    with new_session(engine) as session, session.begin():
-        _, secret = create_api_key(
-            session=session,
-            name=f"publisher {domain}",
-            scope=Scope.publisher,
-            domain=domain,
-            now=FrozenClock().now(),
-        )
-    return secret
-
-
 def test_takedown_filing_killed_mid_transaction_leaves_all_or_nothing(
     start_server: Callable[..., Server],
     database_url: str,
@@ -179,7 +166,7 @@ def test_takedown_filing_killed_mid_transaction_leaves_all_or_nothing(
         )
         assert response.json()["counts"] == {"created": BATCH}
     body = filing(domain=HOST, claimant={"email": f"legal@{HOST}"})
-    publisher = bearer(publisher_key(engine, HOST))
+    publisher = bearer(make_key(engine, Scope.publisher, f"publisher {HOST}", domain=HOST))
     assert set(rows_outside_articles(engine).values()) == {0}
 
     with write_probe(database_url) as probe:

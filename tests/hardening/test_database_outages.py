@@ -35,7 +35,7 @@ from app.auth import Scope
 from app.db import create_db_engine, new_session
 from app.migrate import upgrade_to_head
 from tests.articles.factories import article_payload
-from tests.conftest import make_key
+from tests.factories import make_key
 from tests.hardening.servers import Server, wait_until
 
 PG_VERSION_DIR = Path("/etc/postgresql")

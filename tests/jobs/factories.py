@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import insert, select
 
 from app.db import new_session, writer
 from app.jobs.models import JobStatus
@@ -17,16 +17,17 @@ from app.jobs.worker import JobHandler, JobRun
 from app.publishers.models import PublisherVerification
 from app.publishers.rechecks import RECHECKS
 from app.publishers.service import PR, PV
+from tests.factories import Bind, reading, writing
 
 QUEUE = RECHECKS
 
 
 def add_jobs(
-    engine: Engine, count: int, *, run_at: datetime | None, now: datetime, **values: Any
+    bind: Bind, count: int, *, run_at: datetime | None, now: datetime, **values: Any
 ) -> list[int]:
     """`count` queued rows due at `run_at` (None: held); their ids in order."""
     ids: list[int] = []
-    with new_session(writer(engine)) as session, session.begin():
+    with writing(bind) as session:
         for _ in range(count):
             verification_id = str(uuid.uuid4())
             session.add(
@@ -57,13 +58,13 @@ def add_jobs(
     return ids
 
 
-def job(engine: Engine, job_id: int) -> Any:
-    with new_session(engine) as session:
+def job(bind: Bind, job_id: int) -> Any:
+    with reading(bind) as session:
         return session.execute(select(PR).where(PR.c.id == job_id)).one()
 
 
-def statuses(engine: Engine) -> dict[int, str]:
-    with new_session(engine) as session:
+def statuses(bind: Bind) -> dict[int, str]:
+    with reading(bind) as session:
         return {row.id: row.status for row in session.execute(select(PR.c.id, PR.c.status))}
 
 

@@ -3,7 +3,6 @@ workers for webhooks, e-mails and DNS re-checks (tests/workers.py) on the test d
 the FrozenClock."""
 
 import json
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,15 +21,10 @@ from app import background
 from app.clock import FrozenClock
 from app.config import Settings
 from app.jobs.worker import Worker
+from tests.hardening.servers import free_port
 from tests.workers import outside_world_worker
 
 MakeNotifier = Callable[..., Worker]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

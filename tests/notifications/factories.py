@@ -9,8 +9,15 @@ from sqlalchemy import Engine, select
 from sqlmodel import col
 
 from app.db import new_session
-from app.notifications.models import ClaimantEmail, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from app.notifications.models import (
+    ClaimantEmail,
+    EmailKind,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEvent,
+)
 from app.notifications.webhooks import SIGNATURE_HEADER, verify_signature
+from tests.factories import Bind, reading
 from tests.notifications.conftest import Received
 
 ALL_EVENTS = ["article.created", "article.updated", "article.removed", "takedown.completed"]
@@ -33,9 +40,18 @@ def signed_by(received: Received, secret: str, now: float) -> bool:
     )
 
 
-def emails(engine: Engine) -> list[ClaimantEmail]:
-    with new_session(engine) as session:
-        return list(session.scalars(select(ClaimantEmail).order_by(col(ClaimantEmail.id))))
+def emails(
+    bind: Bind, takedown_id: str | None = None, kind: EmailKind | None = None
+) -> list[ClaimantEmail]:
+    """The outbox's e-mails, oldest first; with `takedown_id`, those about that request (of
+    `kind`)."""
+    query = select(ClaimantEmail).order_by(col(ClaimantEmail.id))
+    if takedown_id is not None:
+        query = query.where(col(ClaimantEmail.takedown_id) == takedown_id)
+    if kind is not None:
+        query = query.where(col(ClaimantEmail.kind) == kind.value)
+    with reading(bind) as session:
+        return list(session.scalars(query))
 
 
 def deliveries(engine: Engine) -> list[WebhookDelivery]:

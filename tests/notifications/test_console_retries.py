@@ -18,13 +18,12 @@ from app.jobs.models import JobStatus
 from app.notifications.models import ClaimantEmail, EmailKind, WebhookDelivery, WebhookEndpoint
 from app.notifications.outbox import EMAIL_KIND, WEBHOOK_KIND
 from app.takedowns.models import AuditEvent
-from tests.conftest import make_key
+from tests.factories import make_key
 from tests.notifications.conftest import MakeNotifier, Receiver, SmtpServer
 from tests.notifications.factories import deliveries, emails, endpoint, events, register
-from tests.takedowns.factories import file, filing, ingest
+from tests.takedowns.factories import UNMATCHED, file, filing, ingest
 from tests.web.test_console import post, signed_in
 
-UNMATCHED = {"email": "agent@rights.example.org"}
 REFUSED = "550 5.1.1 <agent@rights.example.org>: no such user"
 
 

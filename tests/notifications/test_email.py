@@ -25,6 +25,7 @@ from tests.notifications.factories import emails, our_logs
 from tests.takedowns.factories import (
     CLAIMANT_EMAIL,
     CLAIMANT_NAME,
+    UNMATCHED,
     confirm,
     confirmation_code,
     file,
@@ -35,7 +36,6 @@ from tests.takedowns.factories import (
 )
 from tests.workers import run_removals
 
-UNMATCHED = {"email": "agent@rights.example.org"}
 LEASE = timedelta(seconds=60)
 
 

@@ -19,7 +19,8 @@ from app.db import new_session, writer
 from app.notifications import webhooks
 from app.notifications.models import EventKind
 from app.outbound import REFUSED
-from tests.notifications.conftest import MakeNotifier, Receiver, free_port
+from tests.hardening.servers import free_port
+from tests.notifications.conftest import MakeNotifier, Receiver
 from tests.notifications.factories import deliveries, endpoint, register
 from tests.takedowns.factories import assert_problem, ingest
 

@@ -2,20 +2,14 @@
 name, as the console's changes are (app/takedowns/audit.py)."""
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, update
 
 from app.clock import FrozenClock
 from app.db import new_session, writer
 from app.notifications.models import WebhookEndpoint
-from app.takedowns.models import AuditEvent
+from tests.factories import audit_log
 from tests.notifications.conftest import Receiver
 from tests.notifications.factories import register
-
-
-def audit_log(engine: Engine) -> list[tuple[str, str, str | None]]:
-    with new_session(engine) as session:
-        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id))  # type: ignore[arg-type]
-        return [(row.action, row.actor, row.reason) for row in rows]
 
 
 def test_registering_enabling_and_deleting_an_endpoint_are_audited_under_the_key_name(

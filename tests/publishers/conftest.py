@@ -7,8 +7,6 @@ from collections.abc import Iterator
 import pytest
 from dnslib import QTYPE, RCODE, RR, TXT, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSLogger, DNSServer
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from app.config import Settings
 
@@ -92,10 +90,3 @@ def settings(settings: Settings, dns_server: DnsServer) -> Settings:
     return settings.model_copy(
         update={"dns_nameservers": f"127.0.0.1:{dns_server.port}", "dns_timeout_seconds": 2.0}
     )
-
-
-@pytest.fixture
-def web_client(app: FastAPI) -> Iterator[TestClient]:
-    """A browser on https://news.example: its `__Host-` CSRF cookie needs https."""
-    with TestClient(app, base_url="https://news.example", raise_server_exceptions=False) as client:
-        yield client

@@ -3,28 +3,15 @@
 everywhere else, and its registrable domain is kept."""
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
 from typer.testing import CliRunner, Result
 
 from app.cli import cli
-from app.config import get_settings
 from tests.takedowns.factories import assert_problem, bearer, filing, ingest
 
 SECRET = re.compile(r"^byl_[A-Za-z0-9_-]{43}$", re.MULTILINE)
-
-
-@pytest.fixture
-def byline(database_url: str, engine: Engine) -> Iterator[CliRunner]:
-    """The `byline` command on the test database (`engine` empties it after the test).
-    get_settings is cached per process: cleared so that the command reads this environment,
-    and again so that nothing after it keeps these settings."""
-    get_settings.cache_clear()
-    yield CliRunner(env={"BYLINE_DATABASE_URL": database_url})
-    get_settings.cache_clear()
 
 
 def run(byline: CliRunner, *args: str) -> Result:

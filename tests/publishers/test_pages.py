@@ -6,13 +6,13 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
 from app.main import create_app
 from app.publishers.models import PublisherVerification
+from tests.factories import row_count
 from tests.publishers.conftest import DnsServer
 from tests.publishers.factories import VERIFICATIONS, publish_record
 from tests.takedowns.factories import bearer
@@ -21,11 +21,6 @@ from tests.web.factories import Elements, csrf_token
 FORM = "/publishers/verify"
 PAGE = re.compile(r"/publishers/verify/([0-9a-f-]{36})")
 KEY = re.compile(r'<code class="token" id="publisher-key">(byl_[A-Za-z0-9_-]+)</code>')
-
-
-def verification_count(engine: Engine) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(PublisherVerification)) or 0
 
 
 def post_form(client: TestClient, domain: str, email: str = "dns@reuters.com") -> Response:
@@ -87,7 +82,7 @@ def test_a_form_post_without_its_csrf_token_is_refused_and_starts_nothing(
         follow_redirects=False,
     )
     assert forged.status_code == 403
-    assert verification_count(engine) == 0
+    assert row_count(engine, PublisherVerification) == 0
 
 
 def test_the_form_starts_a_verification_and_its_page_shows_the_record_to_add(
@@ -176,7 +171,7 @@ def test_invalid_input_shows_the_form_again_with_the_errors_and_what_was_typed(
     assert "Must be an e-mail address" in page.text_by_id["email-error"]
     assert page.by_id("field-domain")["value"] == "https://reuters.com/world"
     assert page.by_id("field-email")["value"] == "not-an-address"
-    assert verification_count(engine) == 0
+    assert row_count(engine, PublisherVerification) == 0
 
     empty = post_form(web_client, "", "")
     assert empty.status_code == 422
@@ -219,4 +214,4 @@ def test_the_form_over_the_address_limit_is_a_429_page_with_retry_after(
         assert int(refused.headers["retry-after"]) > 0
         assert "domain verifications from this address" in refused.text
         assert Elements(refused.text).by_id("field-domain")["value"] == "bbc.co.uk"
-    assert verification_count(engine) == 1
+    assert row_count(engine, PublisherVerification) == 1

@@ -6,13 +6,13 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
 from app.takedowns.models import Takedown
 from tests.articles.factories import article_payload
+from tests.factories import row_count
 from tests.publishers.conftest import DnsServer
 from tests.publishers.factories import verify
 from tests.takedowns.factories import assert_problem, bearer, filing, ingest, load
@@ -27,11 +27,6 @@ def publisher_key(client: TestClient, dns_server: DnsServer) -> str:
     """The key of reuters.com, proven by its TXT record."""
     _, key = verify(client, dns_server, "reuters.com")
     return key
-
-
-def takedown_count(engine: Engine) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(Takedown)) or 0
 
 
 # Filing takedowns --------------------------------------------------------------------------
@@ -109,7 +104,7 @@ def test_a_target_outside_the_keys_domain_is_refused_and_nothing_is_filed(
     assert problem["type"] == "https://byline.dev/problems/outside-publisher-domain"
     assert "reuters.com" in problem["detail"]
     assert [error["field"] for error in problem["errors"]] == ["targets.1"]
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
     assert client.get(f"/v1/articles/{ours['id']}").status_code == 200
 
 
@@ -122,7 +117,7 @@ def test_a_whole_domain_request_for_another_domain_is_refused(
     problem = assert_problem(refused, 403)
     assert problem["type"].endswith("/outside-publisher-domain")
     assert [error["field"] for error in problem["errors"]] == ["domain"]
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_an_unknown_key_on_a_filing_is_a_401_not_an_unproven_filing(
@@ -135,7 +130,7 @@ def test_an_unknown_key_on_a_filing_is_a_401_not_an_unproven_filing(
         "/v1/takedowns", json=filing([article["url"]]), headers=bearer("byl_not-a-key")
     )
     assert_problem(refused, 401)
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 # Listing the domain's articles --------------------------------------------------------------

@@ -9,12 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
 from app.publishers.models import PublisherVerification
+from tests.factories import row_count
 from tests.publishers.conftest import DnsServer
 from tests.publishers.factories import (
     PUBLISHER_EMAIL,
@@ -31,11 +31,6 @@ from tests.publishers.factories import (
 from tests.takedowns.factories import assert_problem, bearer
 
 RECORD_VALUE = re.compile(r"byline-verify=[A-Za-z0-9_-]{43}")
-
-
-def verification_count(engine: Engine) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(PublisherVerification)) or 0
 
 
 # Starting --------------------------------------------------------------------------------
@@ -88,7 +83,7 @@ def test_a_bad_domain_or_email_is_a_422_problem_naming_each_field(
         problem = assert_problem(client.post(VERIFICATIONS, json=body), 422)
         assert problem["type"].endswith("/validation-error")
         assert {error["field"] for error in problem["errors"]} == fields, problem
-    assert verification_count(engine) == 0
+    assert row_count(engine, PublisherVerification) == 0
 
 
 def test_an_unknown_verification_is_a_404_problem(
@@ -115,10 +110,10 @@ def test_starting_verifications_is_rate_limited_per_client_address(
         retry_after = int(refused.headers["retry-after"])
         assert 0 < retry_after <= 3600
         assert "domain verifications from this address" in problem["detail"]
-        assert verification_count(engine) == 2
+        assert row_count(engine, PublisherVerification) == 2
         clock.advance(timedelta(seconds=retry_after))
         start(limited)
-    assert verification_count(engine) == 3
+    assert row_count(engine, PublisherVerification) == 3
 
 
 # Checking --------------------------------------------------------------------------------

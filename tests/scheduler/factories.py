@@ -1,9 +1,8 @@
 """Plain-function factories for the scheduler tests: articles through the real ingest API,
-takedown rows and their queued removals, claims made as a worker makes them, and what the
-database says happened."""
+takedowns with their queued removals, claims made as a worker makes them, and what the
+database says happened (takedown rows and articles stored in-process: tests/factories.py)."""
 
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -15,13 +14,15 @@ from sqlmodel import col
 
 from app.articles.models import Article
 from app.config import TAKEDOWN_DEADLINE
-from app.db import new_session, writer
+from app.db import new_session
 from app.jobs.worker import JobRun, TickResult, Worker
 from app.scheduler.models import RemovalJob
 from app.scheduler.queue import enqueue_removals
 from app.scheduler.removals import ClaimedRemoval, RemovalHandler
-from app.takedowns.models import AuditEvent, Takedown
+from app.takedowns.models import AuditEvent
 from app.takedowns.service import carry_out_removals, complete_takedown
+from tests.articles.factories import article_payload, ingest_all
+from tests.factories import Bind, make_takedown, reading, writing
 
 LEASE = timedelta(seconds=60)
 
@@ -29,70 +30,20 @@ LEASE = timedelta(seconds=60)
 _CLAIMS = RemovalHandler(carry_out=carry_out_removals, complete=complete_takedown, max_attempts=1)
 
 
-def article_payload(n: int, **overrides: Any) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "title": f"Harbour crane collapses in storm {n}",
-        "body_html": f"<p>Crane {n} fell into the harbour overnight.</p>",
-        "source_url": f"https://www.harbour-news.example/2025/12/01/crane-{n}",
-        "publisher": {"name": "Harbour News", "url": "https://www.harbour-news.example"},
-        "published_at": "2025-12-01T08:00:00Z",
-    }
-    payload.update(overrides)
-    return payload
-
-
 def ingest_articles(
     client: TestClient, headers: dict[str, str], count: int, *, publishers: int = 1
 ) -> list[int]:
-    """Ingest `count` articles through the batch API (500 per request), spread round-robin
-    over `publishers`; their ids in order."""
-    ids: list[int] = []
-    numbers = list(range(1, count + 1))
-    for offset in range(0, count, 500):
-        items = [
-            article_payload(n, publisher={"name": f"Harbour News {n % publishers}"})
-            for n in numbers[offset : offset + 500]
-        ]
-        response = client.post("/v1/articles/batch", json={"items": items}, headers=headers)
-        assert response.status_code == 200, response.text
-        results = response.json()["items"]
-        assert all(item["status"] == "created" for item in results), results
-        ids.extend(item["id"] for item in results)
-    return ids
-
-
-def make_takedown(
-    engine: Engine,
-    *,
-    received_at: datetime,
-    status: str = "queued",
-    reason: str = "copyright",
-    **overrides: Any,
-) -> str:
-    """A takedown row as filing leaves it (claimant data included, to prove it never leaks)."""
-    takedown_id = str(uuid.uuid4())
-    values: dict[str, Any] = {
-        "id": takedown_id,
-        "status": status,
-        "reason": reason,
-        "claimant_name": "Privata Persona",
-        "claimant_email": "privata@claimant.example",
-        "claimant_role": "owner",
-        "explanation": "a private explanation",
-        "signature": "P. Persona",
-        "token_hash": "0" * 64,
-        "fingerprint": uuid.uuid4().hex * 2,
-        "received_at": received_at,
-        "due_at": received_at + TAKEDOWN_DEADLINE,
-    }
-    values.update(overrides)
-    with new_session(writer(engine)) as session, session.begin():
-        session.add(Takedown(**values))
-    return takedown_id
+    """Ingest `count` articles through the batch API, spread round-robin over `publishers`;
+    their ids in order."""
+    payloads = [
+        article_payload(n, publisher={"name": f"Harbour News {n % publishers}"})
+        for n in range(1, count + 1)
+    ]
+    return ingest_all(client, headers, payloads)
 
 
 def queue_takedown(
-    engine: Engine,
+    bind: Bind,
     article_ids: Sequence[int],
     *,
     received_at: datetime,
@@ -100,8 +51,8 @@ def queue_takedown(
     **overrides: Any,
 ) -> str:
     """A queued takedown whose removals run at `run_at` (None: held for review)."""
-    takedown_id = make_takedown(engine, received_at=received_at, **overrides)
-    with new_session(writer(engine)) as session, session.begin():
+    with writing(bind) as session:
+        takedown_id = make_takedown(session, received_at=received_at, **overrides)
         enqueue_removals(
             session=session,
             takedown_id=takedown_id,
@@ -114,11 +65,11 @@ def queue_takedown(
 
 
 def claim_removals(
-    engine: Engine, *, owner: str, now: datetime, limit: int = 10, lease: timedelta = LEASE
+    bind: Bind, *, owner: str, now: datetime, limit: int = 10, lease: timedelta = LEASE
 ) -> list[ClaimedRemoval]:
-    """Lease due rows to `owner` in a transaction of their own, as a removal worker claims
-    them (earliest deadline first, a try counted per row)."""
-    with new_session(writer(engine)) as session, session.begin():
+    """Lease due rows to `owner` (on an engine in a transaction of their own), as a removal
+    worker claims them (earliest deadline first, a try counted per row)."""
+    with writing(bind) as session:
         return list(_CLAIMS.claim(session=session, owner=owner, now=now, limit=limit, lease=lease))
 
 
@@ -173,19 +124,12 @@ def removed_article_ids(engine: Engine) -> set[int]:
         )
 
 
-def jobs(engine: Engine, takedown_id: str | None = None) -> list[RemovalJob]:
-    with new_session(engine) as session:
+def jobs(bind: Bind, takedown_id: str | None = None) -> list[RemovalJob]:
+    with reading(bind) as session:
         query = select(RemovalJob).order_by(col(RemovalJob.id))
         if takedown_id is not None:
             query = query.where(col(RemovalJob.takedown_id) == takedown_id)
         return list(session.scalars(query))
-
-
-def takedown(engine: Engine, takedown_id: str) -> Takedown:
-    with new_session(engine) as session:
-        row = session.get(Takedown, takedown_id)
-        assert row is not None
-        return row
 
 
 def moved(moment: datetime, **delta: float) -> datetime:

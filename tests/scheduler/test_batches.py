@@ -21,8 +21,8 @@ from tests.scheduler.factories import (
     queue_takedown,
     removal_audit_counts,
     removed_article_ids,
-    takedown,
 )
+from tests.takedowns.factories import load
 from tests.workers import removal_worker
 
 
@@ -51,7 +51,7 @@ def test_a_batch_of_removals_takes_few_statements_per_row(
 
     assert (removals["removed"], removals["completed_takedowns"]) == (40, 2)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert {takedown(engine, t).status for t in (first, second)} == {"completed"}
+    assert {load(engine, t).status for t in (first, second)} == {"completed"}
     # The article's own removal takes a few statements; everything the queue and the
     # takedown add is per batch or per takedown (it was ~11 per row, one row per transaction).
     assert sum(statements.values()) <= 5 * 40 + 60, statements
@@ -90,7 +90,7 @@ def test_a_row_failing_inside_a_batch_is_retried_alone_and_the_rest_done_once(
     assert removal_audit_counts(engine) == dict.fromkeys(set(article_ids) - {stuck}, 1)
     [retried] = [job for job in jobs(engine) if job.article_id == stuck]
     assert (retried.status, retried.attempts) == ("queued", 1)
-    assert [takedown(engine, t).status for t in takedowns] == [
+    assert [load(engine, t).status for t in takedowns] == [
         "completed",
         "executing",
         "completed",
@@ -102,7 +102,7 @@ def test_a_row_failing_inside_a_batch_is_retried_alone_and_the_rest_done_once(
     removals = healthy.run_once(moved(now, seconds=30)).of("removal")
     assert (removals["removed"], removals["completed_takedowns"]) == (1, 1)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert takedown(engine, takedowns[1]).status == "completed"
+    assert load(engine, takedowns[1]).status == "completed"
 
 
 def test_a_withdrawn_request_inside_a_batch_is_cancelled_and_the_others_removed(
@@ -128,7 +128,7 @@ def test_a_withdrawn_request_inside_a_batch_is_cancelled_and_the_others_removed(
     assert (removals["removed"], removals["cancelled"], removals["retried"]) == (2, 2, 0)
     assert removed_article_ids(engine) == set(article_ids[:2])
     assert {job.status for job in jobs(engine, withdrawn)} == {"cancelled"}
-    assert takedown(engine, kept).status == "completed"
+    assert load(engine, kept).status == "completed"
 
 
 def test_a_batch_whose_commit_fails_is_redone_row_by_row_within_the_same_attempt(
@@ -157,7 +157,7 @@ def test_a_batch_whose_commit_fails_is_redone_row_by_row_within_the_same_attempt
     # One try each, the one their claim counted: the batch's failure is not a failed try.
     assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 1)}
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
 
 
 def test_a_batch_that_runs_past_half_its_lease_renews_it_for_the_rows_left(

@@ -28,8 +28,8 @@ from tests.scheduler.factories import (
     removal_order,
     removed_article_ids,
     run_claimed,
-    takedown,
 )
+from tests.takedowns.factories import load
 from tests.workers import removal_worker
 
 WINDOW = timedelta(hours=4)
@@ -61,8 +61,8 @@ def test_review_window_removal_waits_for_the_window_then_runs_at_the_first_tick(
         1,
     )
     assert client.get(f"/v1/articles/{article_id}").status_code == 451
-    assert takedown(engine, takedown_id).status == "completed"
-    assert takedown(engine, takedown_id).completed_at == filed_at + WINDOW
+    assert load(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).completed_at == filed_at + WINDOW
     [job] = jobs(engine, takedown_id)
     # Its one try, counted when it was claimed.
     assert (job.status, job.finished_at, job.attempts) == ("done", filed_at + WINDOW, 1)
@@ -89,7 +89,7 @@ def test_verified_claimants_removal_runs_at_the_next_tick(
     )
     assert removed_article_ids(engine) == set(article_ids)
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
 
 
 def test_held_rows_of_an_escalated_request_are_never_claimed(
@@ -196,7 +196,7 @@ def test_a_removal_that_raises_is_retried_with_backoff_then_failed_and_shown(
     [job] = jobs(engine)
     assert (job.status, job.attempts) == ("failed", 3)
     assert client.get(f"/v1/articles/{article_id}").status_code == 200
-    assert takedown(engine, takedown_id).status == "queued"
+    assert load(engine, takedown_id).status == "queued"
     assert any(
         r.levelno == logging.ERROR and "failed for good" in r.message for r in caplog.records
     )
@@ -233,7 +233,7 @@ def test_a_failed_row_keeps_its_takedown_open_until_an_operator_retries_it(
         broken_worker.run_once(clock.advance(timedelta(minutes=10)))
     failed = next(job for job in jobs(engine) if job.status == "failed")
     assert removed_article_ids(engine) == {fine}
-    assert takedown(engine, takedown_id).status == "executing"
+    assert load(engine, takedown_id).status == "executing"
 
     response = client.post(f"/v1/admin/removals/{failed.id}/retry", headers=admin_headers)
     assert response.status_code == 200, response.text
@@ -245,7 +245,7 @@ def test_a_failed_row_keeps_its_takedown_open_until_an_operator_retries_it(
     removals = removal_worker(engine, settings, clock).run_once(clock.now()).of("removal")
     assert (removals["removed"], removals["completed_takedowns"]) == (1, 1)
     assert removed_article_ids(engine) == {stuck, fine}
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
 
 
 def test_retries_are_pulled_in_before_the_deadline() -> None:
@@ -340,7 +340,7 @@ def test_an_expired_lease_is_requeued_and_the_row_done_once(
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
     # Two tries each: the dead worker's, then the survivor's.
     assert {(job.status, job.attempts) for job in jobs(engine)} == {("done", 2)}
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
 
 
 def test_a_runner_that_lost_its_lease_does_not_execute_the_row(
@@ -383,7 +383,7 @@ def test_a_row_whose_article_was_removed_already_is_done_without_a_second_remova
         removals["completed_takedowns"],
     ) == (1, 1, 2)
     assert removal_audit_counts(engine) == {article_id: 1}
-    assert {takedown(engine, t).status for t in (first, second)} == {"completed"}
+    assert {load(engine, t).status for t in (first, second)} == {"completed"}
 
 
 def test_a_stopping_runner_gives_back_the_rest_of_its_batch(
@@ -469,10 +469,10 @@ def test_the_takedown_completes_once_when_rows_finish_in_separate_ticks(
     worker = removal_worker(engine, settings, clock)
 
     assert worker.run_once(clock.now()).of("removal")["completed_takedowns"] == 0
-    assert takedown(engine, takedown_id).status == "executing"
+    assert load(engine, takedown_id).status == "executing"
     later = clock.advance(timedelta(hours=1))
     assert worker.run_once(later).of("removal")["completed_takedowns"] == 1
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
     assert [j.status for j in jobs(engine)] == [JobStatus.done.value] * 3
 
 

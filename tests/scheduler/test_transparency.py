@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from app.clock import FrozenClock
 from app.db import new_session, writer
 from app.takedowns.models import AuditEvent
-from tests.scheduler.factories import make_takedown
+from tests.factories import make_takedown
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 

@@ -22,15 +22,15 @@ from app.config import TAKEDOWN_DEADLINE, Settings
 from app.db import new_session, writer
 from app.scheduler.models import RemovalJob
 from app.takedowns.models import AuditEvent
+from tests.factories import make_takedown
 from tests.scheduler.factories import (
     ingest_articles,
     jobs,
-    make_takedown,
     queue_takedown,
     removal_audit_counts,
     removed_article_ids,
-    takedown,
 )
+from tests.takedowns.factories import load
 from tests.workers import removal_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_worker_once_runs_one_tick_and_exits(
     assert worker.wait() == 0, worker.output()
     assert "claimed 3, removed 3" in worker.output()
     assert removed_article_ids(engine) == set(article_ids)
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
 
 
 def test_worker_on_sigterm_finishes_the_current_row_and_gives_back_the_rest(
@@ -201,7 +201,7 @@ def test_worker_killed_mid_batch_is_finished_by_another_after_lease_expiry_exact
     # survivor's.
     assert sorted(job.attempts for job in rows) == [1, 2, 2, 2, 2, 2]
     assert Counter(job.lease_owner == survivor.owner for job in rows) == {True: 5, False: 1}
-    assert takedown(engine, takedown_id).status == "completed"
+    assert load(engine, takedown_id).status == "completed"
     with new_session(engine) as session:
         completions = session.scalar(
             select(func.count()).where(

@@ -3,6 +3,7 @@ the removals the scheduler would carry out."""
 
 from typing import Any
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
 from sqlalchemy import Engine, select
@@ -14,13 +15,17 @@ from app.jobs.worker import TickResult
 from app.notifications.models import ClaimantEmail, EmailKind
 from app.takedowns.models import AuditEvent, Takedown, TakedownTarget
 from app.takedowns.service import carry_out_removal
-from tests.articles.factories import article_payload
+from tests.articles.factories import article_payload, ingest_all
+from tests.articles.factories import ingest as ingest_article
+from tests.factories import Bind, reading
 from tests.workers import run_removals
 
 PROBLEM = "application/problem+json"
 CLAIMANT_NAME = "Priya Claimant-Secret"
 CLAIMANT_EMAIL = "legal@reuters.com"
 EXPLANATION = "Confidential: our licence with the aggregator ended on 1 March."
+# A claimant whose mailbox is at none of the targets' domains: the request waits for review.
+UNMATCHED = {"email": "agent@rights.example.org"}
 
 
 def ingest(
@@ -31,25 +36,24 @@ def ingest(
     **overrides: Any,
 ) -> dict[str, Any]:
     """Ingest article `n` from `host` through the API; its public representation."""
-    payload = article_payload(
+    return ingest_article(
+        client,
+        headers,
         n,
         source_url=f"https://{host}/world/story-{n}",
         publisher={"name": host.removeprefix("www."), "url": f"https://{host}"},
         **overrides,
     )
-    response = client.post("/v1/articles", json=payload, headers=headers)
-    assert response.status_code in (200, 201), response.text
-    return response.json()["article"]
 
 
 def ingest_many(
     client: TestClient, headers: dict[str, str], count: int, host: str = "www.reuters.com"
 ) -> list[int]:
     """Ingest `count` articles from `host` in one batch; their ids."""
-    items = [article_payload(n, source_url=f"https://{host}/world/story-{n}") for n in range(count)]
-    response = client.post("/v1/articles/batch", json={"items": items}, headers=headers)
-    assert response.status_code == 200, response.text
-    return [item["id"] for item in response.json()["items"]]
+    payloads = [
+        article_payload(n, source_url=f"https://{host}/world/story-{n}") for n in range(count)
+    ]
+    return ingest_all(client, headers, payloads)
 
 
 def filing(targets: list[Any] | None = None, **overrides: Any) -> dict[str, Any]:
@@ -78,6 +82,26 @@ def file(client: TestClient, body: dict[str, Any], expect: int = 202) -> dict[st
     response = client.post("/v1/takedowns", json=body)
     assert response.status_code == expect, response.text
     return response.json()
+
+
+def rejected(
+    client: TestClient, headers: dict[str, str], targets: list[Any] | None = None
+) -> dict[str, Any]:
+    """A request filed, then rejected by the operator whose key `headers` bear; the filing's
+    answer."""
+    filed = file(client, filing(targets or ["https://www.reuters.com/world/x"], claimant=UNMATCHED))
+    answer = client.post(
+        f"/v1/admin/takedowns/{filed['id']}/reject",
+        json={"reason": "We could not establish that you own the rights."},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    return filed
+
+
+def client_from(app: FastAPI, address: str) -> TestClient:
+    """A client of `app` whose requests come from `address`."""
+    return TestClient(app, client=(address, 40000), raise_server_exceptions=False)
 
 
 def confirmation_code(engine: Engine, takedown_id: str) -> str:
@@ -113,10 +137,12 @@ def file_confirmed(client: TestClient, engine: Engine, body: dict[str, Any]) -> 
 
 
 def assert_problem(response: Response, status: int) -> dict[str, Any]:
+    """A problem+json answer of `status`, with its type, title and detail; its body."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
     body = response.json()
     assert body["status"] == status and body["type"].startswith("https://byline.dev/problems/")
+    assert body["title"] and body["detail"]
     return body
 
 
@@ -124,8 +150,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def load(engine: Engine, takedown_id: str) -> Takedown:
-    with new_session(engine) as session:
+def load(bind: Bind, takedown_id: str) -> Takedown:
+    with reading(bind) as session:
         takedown = session.get(Takedown, takedown_id)
         assert takedown is not None
         return takedown

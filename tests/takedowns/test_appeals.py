@@ -13,13 +13,15 @@ from app.auth import Scope
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
-from app.notifications.models import ClaimantEmail, EmailKind
+from app.notifications.models import EmailKind
 from app.takedowns.models import TakedownAppeal
 from app.takedowns.policy import appeal_closes_at
 from tests.articles.factories import article_payload
-from tests.conftest import make_key
+from tests.factories import make_key
+from tests.notifications.factories import emails
 from tests.publishers.factories import mail_written
 from tests.takedowns.factories import (
+    UNMATCHED,
     assert_problem,
     audit_actions,
     bearer,
@@ -27,11 +29,11 @@ from tests.takedowns.factories import (
     filing,
     ingest,
     load,
+    rejected,
     tick,
 )
 from tests.workers import run_outside_world
 
-UNMATCHED = {"email": "agent@rights.example.org"}
 STATEMENT = "Our licence with you ended on 1 March; the letter is attached to our first request."
 
 
@@ -40,38 +42,12 @@ def other_admin(engine: Engine) -> dict[str, str]:
     return bearer(make_key(engine, Scope.admin, "operator-ben"))
 
 
-def rejected(
-    client: TestClient, admin_headers: dict[str, str], targets: list[Any] | None = None
-) -> dict[str, Any]:
-    """A request filed and then rejected by the key `operator` (admin_headers)."""
-    filed = file(client, filing(targets or ["https://www.reuters.com/world/x"], claimant=UNMATCHED))
-    answer = client.post(
-        f"/v1/admin/takedowns/{filed['id']}/reject",
-        json={"reason": "We could not establish that you own the rights."},
-        headers=admin_headers,
-    )
-    assert answer.status_code == 200, answer.text
-    return filed
-
-
 def appeal(client: TestClient, filed: dict[str, Any], **body: Any) -> Any:
     return client.post(
         f"/v1/takedowns/{filed['id']}/appeal",
         json=body or {"statement": STATEMENT},
         headers=bearer(filed["status_token"]),
     )
-
-
-def emails(engine: Engine, takedown_id: str, kind: EmailKind) -> list[ClaimantEmail]:
-    with new_session(engine) as session:
-        return list(
-            session.scalars(
-                select(ClaimantEmail).where(
-                    ClaimantEmail.takedown_id == takedown_id,  # type: ignore[arg-type]
-                    ClaimantEmail.kind == kind.value,  # type: ignore[arg-type]
-                )
-            )
-        )
 
 
 def test_a_rejected_claimant_appeals_with_the_token_audited_and_acknowledged_by_email(

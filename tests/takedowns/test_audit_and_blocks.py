@@ -12,6 +12,7 @@ from app.config import Settings
 from app.db import new_session
 from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
+    UNMATCHED,
     assert_problem,
     audit_actions,
     carry_out,
@@ -22,8 +23,6 @@ from tests.takedowns.factories import (
     ingest,
     tick,
 )
-
-UNMATCHED = {"email": "agent@rights.example.org"}
 
 
 def post_article(client: TestClient, headers: dict[str, str], url: str) -> Response:

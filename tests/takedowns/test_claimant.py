@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from app.auth import Scope, create_api_key
+from app.auth import Scope
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
+from tests.factories import make_key
 from tests.takedowns.factories import (
     assert_problem,
     audit_actions,
@@ -266,14 +266,7 @@ def test_a_request_without_a_confirmation_code_cannot_be_confirmed(
     # A publisher key's filing needs no confirmation (nor do requests filed before it
     # existed): no code, however guessed, confirms it.
     article = ingest(client, ingest_headers)
-    with new_session(engine) as session, session.begin():
-        _, key = create_api_key(
-            session=session,
-            name="reuters",
-            scope=Scope.publisher,
-            now=clock.now(),
-            domain="reuters.com",
-        )
+    key = make_key(engine, Scope.publisher, "reuters", domain="reuters.com")
     response = client.post("/v1/takedowns", json=filing([article["id"]]), headers=bearer(key))
     assert response.status_code == 202, response.text
     filed = response.json()

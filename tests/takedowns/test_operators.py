@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import new_session, writer
 from app.takedowns.service import advance_waiting_requests, record_sla_breaches
 from tests.takedowns.factories import (
+    UNMATCHED,
     assert_problem,
     audit_actions,
     confirm,
@@ -22,8 +23,6 @@ from tests.takedowns.factories import (
     load,
     tick,
 )
-
-UNMATCHED = {"email": "agent@rights.example.org"}
 
 
 def admin(client: TestClient, headers: dict[str, str], path: str, **kwargs: object):  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from app.articles.service import ArticleFacts
 from app.articles.urls import registrable_domain, same_registrable_domain
-from app.auth import Scope, create_api_key
+from app.auth import Scope
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import new_session
@@ -27,6 +27,7 @@ from app.takedowns.policy import (
     schedule_on_confirmation,
 )
 from tests.articles.factories import article_payload
+from tests.factories import make_key
 from tests.takedowns.factories import (
     audit_actions,
     bearer,
@@ -349,10 +350,7 @@ def test_domain_request_with_a_publisher_key_removes_and_blocks_the_domain_at_on
 ) -> None:
     ours = [ingest(client, ingest_headers, n, host="www.bbc.co.uk")["id"] for n in (1, 2)]
     theirs = ingest(client, ingest_headers, 3, host="www.evil.co.uk")["id"]
-    with new_session(engine) as session, session.begin():
-        _, key = create_api_key(
-            session=session, name="bbc", scope=Scope.publisher, now=clock.now(), domain="bbc.co.uk"
-        )
+    key = make_key(engine, Scope.publisher, "bbc", domain="bbc.co.uk")
     response = client.post(
         "/v1/takedowns",
         json=filing(domain="bbc.co.uk", claimant={"email": "legal@bbc.co.uk"}),

@@ -10,16 +10,18 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
 from app.clock import FrozenClock
 from app.config import Settings
 from app.db import create_db_engine, new_session
 from app.main import create_app
 from app.takedowns.models import RateLimitCounter, Takedown
+from tests.factories import row_count
 from tests.takedowns.factories import (
     CLAIMANT_EMAIL,
     assert_problem,
+    client_from,
     confirmation_code,
     file,
     filing,
@@ -38,10 +40,6 @@ def limited_app(settings: Settings, engine: Engine, clock: FrozenClock) -> FastA
     return create_app(limited, engine=engine, clock=clock)
 
 
-def client_from(app: FastAPI, address: str) -> TestClient:
-    return TestClient(app, client=(address, 40000), raise_server_exceptions=False)
-
-
 @pytest.fixture
 def limited(limited_app: FastAPI) -> Iterator[TestClient]:
     with client_from(limited_app, "198.51.100.7") as client:
@@ -55,11 +53,6 @@ def body(n: int, email: str | None = None) -> dict[str, object]:
     )
 
 
-def requests_stored(engine: Engine) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(Takedown)) or 0
-
-
 def test_address_over_its_limit_gets_429_with_retry_after_and_nothing_is_stored(
     limited: TestClient, engine: Engine, clock: FrozenClock
 ) -> None:
@@ -70,7 +63,7 @@ def test_address_over_its_limit_gets_429_with_retry_after_and_nothing_is_stored(
     problem = assert_problem(response, 429)
     assert problem["type"].endswith("/rate-limited")
     assert response.headers["retry-after"] == str(40 * 60)
-    assert requests_stored(engine) == 3
+    assert row_count(engine, Takedown) == 3
 
 
 def test_limit_resets_when_the_window_ends(limited: TestClient, clock: FrozenClock) -> None:
@@ -142,7 +135,7 @@ def test_filings_count_against_each_targeted_domain_from_any_address(
             client,
             filing(["https://apnews.com/article/x"], claimant={"email": "a@agency.example"}),
         )
-    assert requests_stored(engine) == 6
+    assert row_count(engine, Takedown) == 6
 
 
 def test_duplicates_count_as_filings_but_invalid_filings_do_not(
@@ -154,7 +147,7 @@ def test_duplicates_count_as_filings_but_invalid_filings_do_not(
     file(limited, body(1))  # a repeat is a new filing (202), and counts like one
     file(limited, body(2))
     assert_problem(limited.post("/v1/takedowns", json=body(3)), 429)
-    assert requests_stored(engine) == 3
+    assert row_count(engine, Takedown) == 3
 
 
 def test_counters_hold_hashes_never_addresses_domains_or_emails(

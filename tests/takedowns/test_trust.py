@@ -28,6 +28,7 @@ from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
     assert_problem,
     audit_actions,
+    client_from,
     confirm,
     confirmation_code,
     file,
@@ -63,17 +64,6 @@ def written_email_text(settings: Settings) -> str:
 def blocks(engine: Engine) -> list[Block]:
     with new_session(engine) as session:
         return list(session.scalars(select(Block).order_by(Block.id)))  # type: ignore[arg-type]
-
-
-def client_from(app: FastAPI, address: str) -> TestClient:
-    return TestClient(app, client=(address, 40000), raise_server_exceptions=False)
-
-
-@pytest.fixture
-def web_client(app: FastAPI) -> Iterator[TestClient]:
-    """A browser on https://news.example, so that the `__Host-` CSRF cookie comes back."""
-    with TestClient(app, base_url="https://news.example", raise_server_exceptions=False) as client:
-        yield client
 
 
 # Impersonation -----------------------------------------------------------------------------

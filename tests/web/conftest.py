@@ -1,14 +1,13 @@
-"""The pages are tested as a browser on https://news.example sees them: its `__Host-` CSRF
-cookie is Secure, so the test client must speak https to get it back."""
-
-from collections.abc import Iterator
+"""The pages are tested as a browser on https://news.example sees them (`web_client`), the
+console's by an operator signed in with `admin_key`."""
 
 import pytest
-from fastapi import FastAPI
-from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from app.auth import Scope
+from tests.factories import make_key
 
 
 @pytest.fixture
-def web_client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, base_url="https://news.example", raise_server_exceptions=False) as client:
-        yield client
+def admin_key(engine: Engine) -> str:
+    return make_key(engine, Scope.admin, "operator-ana")

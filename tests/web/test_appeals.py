@@ -17,16 +17,21 @@ from app.config import Settings
 from app.db import new_session
 from app.notifications.models import EmailKind
 from app.takedowns.models import TakedownAppeal
-from tests.conftest import make_key
-from tests.takedowns.factories import audit_actions, bearer, file, filing, ingest, load, tick
-from tests.web.factories import csrf_token
-from tests.web.test_console import (
+from tests.factories import make_key
+from tests.notifications.factories import emails
+from tests.takedowns.factories import (
     UNMATCHED,
-    emails,
-    file_unconfirmed,
-    post,
-    signed_in,
+    audit_actions,
+    bearer,
+    file,
+    filing,
+    ingest,
+    load,
+    rejected,
+    tick,
 )
+from tests.web.factories import csrf_token
+from tests.web.test_console import file_unconfirmed, post, signed_in
 
 STATEMENT = "Our licence with you ended on 1 March; the letter is attached."
 RISK_BADGE = re.compile(r'<span class="badge badge-risk">([^<]*)</span>')
@@ -40,18 +45,6 @@ def rejecter(engine: Engine) -> str:
 @pytest.fixture
 def other_operator(engine: Engine) -> str:
     return make_key(engine, Scope.admin, "operator-ben")
-
-
-def rejected(client: TestClient, rejecter: str, targets: list[Any] | None = None) -> dict[str, Any]:
-    """A request filed, then rejected by operator-ana's key; the filing's answer."""
-    filed = file(client, filing(targets or ["https://www.reuters.com/world/x"], claimant=UNMATCHED))
-    answer = client.post(
-        f"/v1/admin/takedowns/{filed['id']}/reject",
-        json={"reason": "We could not establish that you own the rights."},
-        headers=bearer(rejecter),
-    )
-    assert answer.status_code == 200, answer.text
-    return filed
 
 
 def status_page(filed: dict[str, Any]) -> str:
@@ -86,7 +79,7 @@ def appeals(engine: Engine) -> list[TakedownAppeal]:
 def test_a_rejected_claimant_appeals_from_the_status_page(
     web_client: TestClient, engine: Engine, clock: FrozenClock, rejecter: str
 ) -> None:
-    filed = rejected(web_client, rejecter)
+    filed = rejected(web_client, bearer(rejecter))
     page = web_client.get(status_page(filed)).text
     assert "Appeal this decision" in page
     assert f'action="/takedown/{filed["id"]}/appeal"' in page
@@ -108,7 +101,7 @@ def test_a_rejected_claimant_appeals_from_the_status_page(
 def test_the_appeal_form_refuses_an_empty_statement_and_names_the_field(
     web_client: TestClient, engine: Engine, rejecter: str
 ) -> None:
-    filed = rejected(web_client, rejecter)
+    filed = rejected(web_client, bearer(rejecter))
     answer = appeal_from_page(web_client, filed, "   ")
     assert answer.status_code == 422
     assert 'id="statement-error"' in answer.text and 'aria-invalid="true"' in answer.text
@@ -118,7 +111,7 @@ def test_the_appeal_form_refuses_an_empty_statement_and_names_the_field(
 def test_the_appeal_form_needs_its_csrf_token_and_the_status_token(
     web_client: TestClient, engine: Engine, rejecter: str
 ) -> None:
-    filed = rejected(web_client, rejecter)
+    filed = rejected(web_client, bearer(rejecter))
     path = f"/takedown/{filed['id']}/appeal"
     forged = web_client.post(path, data={"token": filed["status_token"], "statement": STATEMENT})
     assert forged.status_code == 403
@@ -133,8 +126,8 @@ def test_the_appeal_form_needs_its_csrf_token_and_the_status_token(
 def test_a_second_appeal_or_one_after_6_months_is_explained_on_the_page(
     web_client: TestClient, engine: Engine, clock: FrozenClock, rejecter: str
 ) -> None:
-    once = rejected(web_client, rejecter)
-    late = rejected(web_client, rejecter, ["https://www.reuters.com/world/y"])
+    once = rejected(web_client, bearer(rejecter))
+    late = rejected(web_client, bearer(rejecter), ["https://www.reuters.com/world/y"])
     assert appeal_from_page(web_client, once, STATEMENT).status_code == 303
     # An old tab still showing the form sends it again.
     again = web_client.post(
@@ -164,7 +157,7 @@ def test_a_second_appeal_or_one_after_6_months_is_explained_on_the_page(
 def test_an_appeal_is_in_the_queue_by_its_own_deadline_and_not_decided_in_bulk(
     web_client: TestClient, engine: Engine, clock: FrozenClock, rejecter: str
 ) -> None:
-    filed = rejected(web_client, rejecter)
+    filed = rejected(web_client, bearer(rejecter))
     appeal_from_page(web_client, filed, STATEMENT)
     clock.advance(timedelta(days=6, hours=12))
     # Due in 24 hours: later than the appeal, due in 12.
@@ -202,7 +195,7 @@ def test_the_operator_who_rejected_may_not_decide_the_appeal_another_upholds_it(
     rejecter: str,
     other_operator: str,
 ) -> None:
-    filed = rejected(web_client, rejecter)
+    filed = rejected(web_client, bearer(rejecter))
     appeal_from_page(web_client, filed, STATEMENT)
     page = f"/admin/takedowns/{filed['id']}"
     signed_in(web_client, rejecter)
@@ -248,7 +241,7 @@ def test_granting_an_appeal_in_the_console_removes_the_article(
     other_operator: str,
 ) -> None:
     article = ingest(web_client, ingest_headers, 1)
-    filed = rejected(web_client, rejecter, [article["id"]])
+    filed = rejected(web_client, bearer(rejecter), [article["id"]])
     clock.advance(timedelta(days=30))
     appeal_from_page(web_client, filed, STATEMENT)
     signed_in(web_client, other_operator)

@@ -15,7 +15,7 @@ from httpx import Response
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 
-from app.auth import Scope, create_api_key, list_api_keys, revoke_api_key
+from app.auth import Scope, list_api_keys, revoke_api_key
 from app.clock import FrozenClock
 from app.config import Settings
 from app.console import pages as console_pages
@@ -27,13 +27,15 @@ from app.feeds import service as feeds_service
 from app.jobs.models import JobStatus
 from app.main import create_app
 from app.notifications import webhooks
-from app.notifications.models import ClaimantEmail, EmailKind, EventKind, WebhookEndpoint
+from app.notifications.models import EmailKind, EventKind, WebhookEndpoint
 from app.scheduler.models import RemovalJob
 from app.takedowns import blocks
 from app.takedowns.models import AuditEvent, Takedown
 from app.web.csrf import CsrfSecret
-from tests.conftest import make_key
+from tests.factories import make_key
+from tests.notifications.factories import emails
 from tests.takedowns.factories import (
+    UNMATCHED,
     audit_actions,
     confirm,
     file,
@@ -45,14 +47,8 @@ from tests.takedowns.factories import (
 from tests.web.factories import form_fields
 from tests.workers import removal_worker
 
-UNMATCHED = {"email": "agent@rights.example.org"}
 TOKEN = re.compile(r'name="csrf_token" value="([0-9a-f]{64})"')
 SESSION_COOKIE = "__Host-byline_console"
-
-
-@pytest.fixture
-def admin_key(engine: Engine) -> str:
-    return make_key(engine, Scope.admin, "operator-ana")
 
 
 def csrf_of(client: TestClient, path: str) -> str:
@@ -94,18 +90,6 @@ def queue_ids(client: TestClient, query: str = "") -> list[str]:
     return re.findall(r'name="ids" value="([0-9a-f-]{36})"', page.text) or re.findall(
         r'<a href="/admin/takedowns/([0-9a-f-]{36})"><code>', page.text
     )
-
-
-def emails(engine: Engine, takedown_id: str, kind: EmailKind) -> list[ClaimantEmail]:
-    with new_session(engine) as session:
-        return list(
-            session.scalars(
-                select(ClaimantEmail).where(
-                    ClaimantEmail.takedown_id == takedown_id,  # type: ignore[arg-type]
-                    ClaimantEmail.kind == kind.value,  # type: ignore[arg-type]
-                )
-            )
-        )
 
 
 # Signing in and sessions -------------------------------------------------------------------
@@ -192,10 +176,7 @@ def test_ingest_and_publisher_keys_cannot_sign_in(
     web_client: TestClient, engine: Engine, scope: Scope
 ) -> None:
     if scope == Scope.publisher:
-        with new_session(engine) as session, session.begin():
-            _, key = create_api_key(
-                session=session, name="pub", scope=scope, now=FrozenClock().now(), domain="x.org"
-            )
+        key = make_key(engine, scope, "pub", domain="x.org")
     else:
         key = make_key(engine, scope, "crawler")
     answer = sign_in(web_client, key)

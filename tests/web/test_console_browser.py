@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from app.auth import Scope
 from app.clock import FrozenClock
 from tests.articles.factories import article_payload
-from tests.conftest import make_key
+from tests.factories import make_key
 from tests.takedowns.factories import filing, load
 from tests.web.test_browser import (  # noqa: F401 (fixtures)
     CHROMIUM,

@@ -26,16 +26,9 @@ from app.notifications.models import (
 from app.scheduler.models import RemovalJob
 from app.takedowns import blocks
 from app.takedowns.models import AuditEvent, Block
-from tests.conftest import make_key
-from tests.takedowns.factories import file, filing, ingest
+from tests.factories import make_key
+from tests.takedowns.factories import UNMATCHED, file, filing, ingest
 from tests.web.test_console import post, signed_in
-
-UNMATCHED = {"email": "agent@rights.example.org"}
-
-
-@pytest.fixture
-def admin_key(engine: Engine) -> str:
-    return make_key(engine, Scope.admin, "operator-ana")
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from app.clock import FrozenClock
 from app.config import Settings
-from app.db import new_session
 from app.main import create_app
 from app.takedowns.models import Takedown
+from tests.factories import row_count
 from tests.takedowns.factories import audit_actions, confirmation_code, filing, ingest, load
 from tests.web.factories import (
     CLAIMANT_EMAIL,
@@ -31,11 +31,6 @@ from tests.workers import run_removals
 
 DEADLINE = "Tuesday 6 January 2026, 09:00 UTC"
 UNVERIFIED = "counsel@lawfirm.example"  # not the articles' domain: waits for the review window
-
-
-def takedown_count(engine: Engine) -> int:
-    with new_session(engine) as session:
-        return session.scalar(select(func.count()).select_from(Takedown)) or 0
 
 
 # The form --------------------------------------------------------------------------------
@@ -188,7 +183,7 @@ def test_sending_the_same_request_again_files_a_new_one_and_shows_nothing_of_the
     assert again_id != first_id and first_id not in again.text
     assert "You already sent this request" not in again.text
     assert status_path(again.text) != status_path(first.text)
-    assert takedown_count(engine) == 2
+    assert row_count(engine, Takedown) == 2
     assert load(engine, again_id).duplicate_of == first_id
 
 
@@ -214,7 +209,7 @@ def test_missing_statement_reshows_the_form_with_input_kept_and_the_error_next_t
     # The summary on top links to the field; the title says there is an error.
     assert 'href="#field-accurate"' in response.text
     assert "<title>Error: " in response.text
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_each_missing_field_is_named_in_words_next_to_it(web_client: TestClient) -> None:
@@ -261,7 +256,7 @@ def test_service_errors_name_the_target_line(
     assert Elements(unknown.text).text_by_id["targets-error"] == (
         "Error: Line 4: names no article of ours"
     )
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_hostile_input_is_escaped_everywhere_it_is_shown(
@@ -285,7 +280,7 @@ def test_hostile_input_is_escaped_everywhere_it_is_shown(
     filed = post_form(web_client, targets='https://www.reuters.com/a?q="><script>alert(1)</script>')
     assert filed.status_code == 202, filed.text
     assert "<script>" not in filed.text and "<img" not in filed.text
-    assert takedown_count(engine) == 1
+    assert row_count(engine, Takedown) == 1
 
 
 def test_rate_limit_is_shared_with_the_json_endpoint_and_answers_429_with_the_form(
@@ -301,7 +296,7 @@ def test_rate_limit_is_shared_with_the_json_endpoint_and_answers_429_with_the_fo
     assert response.headers["retry-after"] == "3600"
     assert "Too many takedown requests from this address" in response.text
     assert Elements(response.text).by_id("field-domain")["value"] == "apnews.com"
-    assert takedown_count(engine) == 1
+    assert row_count(engine, Takedown) == 1
 
 
 # CSRF ------------------------------------------------------------------------------------
@@ -315,7 +310,7 @@ def test_post_without_csrf_token_is_refused_with_a_403_page(
     assert response.status_code == 403
     assert "Your form could not be accepted" in response.text
     assert "content-security-policy" in response.headers
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_post_with_a_wrong_token_or_without_the_cookie_is_refused(
@@ -328,7 +323,7 @@ def test_post_with_a_wrong_token_or_without_the_cookie_is_refused(
     web_client.cookies.clear()
     no_cookie = web_client.post("/takedown", data={**fields, "csrf_token": token})
     assert no_cookie.status_code == 403
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_a_token_does_not_fit_another_browsers_cookie(
@@ -339,7 +334,7 @@ def test_a_token_does_not_fit_another_browsers_cookie(
         csrf_token(other)  # another browser, another cookie
         fields = {**form_fields(domain="reuters.com"), "csrf_token": token}
         assert other.post("/takedown", data=fields).status_code == 403
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_a_post_from_another_site_is_refused_even_with_a_token(
@@ -352,7 +347,7 @@ def test_a_post_from_another_site_is_refused_even_with_a_token(
         headers={"Sec-Fetch-Site": "cross-site"},
     )
     assert response.status_code == 403
-    assert takedown_count(engine) == 0
+    assert row_count(engine, Takedown) == 0
 
 
 def test_csrf_cookie_is_host_only_secure_and_httponly_on_https(web_client: TestClient) -> None:
