@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     scheduler_batch_size: int = Field(default=50, ge=1, le=1000)
     scheduler_lease_seconds: float = Field(default=60.0, gt=0)
     scheduler_max_attempts: int = Field(default=5, ge=1, le=100)
+    # Removal rows one worker claims and carries out in one transaction (on SQLite, API
+    # writes wait for the batch in hand).
+    removal_batch_size: int = Field(default=200, ge=1, le=1000)
     cors_origins: str = ""
     # Proxies whose X-Forwarded-For is believed (the client address keys the rate limits).
     forwarded_allow_ips: str = "127.0.0.1"

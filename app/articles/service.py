@@ -20,12 +20,15 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
+    event,
     literal,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session
 
 from app.articles.models import Article, ArticleMatchKey, ArticleTag, ArticleTombstone, Publisher
@@ -215,7 +218,26 @@ def ensure_publishers(
 
 
 def _adjust_counts(session: Session, deltas: Counter[int]) -> None:
-    changes = [{"pid": pid, "delta": delta} for pid, delta in sorted(deltas.items()) if delta]
+    """Change publishers' live-article counts when the transaction commits."""
+    pending: Counter[int] = session.info.setdefault(_PENDING_COUNTS, Counter())
+    pending.update(deltas)
+
+
+# Counts change in the last statement before COMMIT, once per transaction and in publisher
+# id order: a publisher's row is then locked only for the commit itself, so workers and
+# ingests sharing publishers neither wait for one another's whole transaction nor deadlock.
+_PENDING_COUNTS = "byline_publisher_count_deltas"
+_SAVED_COUNTS = "byline_publisher_count_deltas_by_savepoint"
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _apply_counts(session: OrmSession) -> None:
+    if session.in_nested_transaction():
+        # A savepoint released: its changes stay pending for the enclosing transaction.
+        session.info.get(_SAVED_COUNTS, {}).pop(session.get_nested_transaction(), None)
+        return
+    pending: Counter[int] | None = session.info.pop(_PENDING_COUNTS, None)
+    changes = [{"pid": pid, "delta": n} for pid, n in sorted((pending or {}).items()) if n]
     if changes:
         session.execute(
             update(P)
@@ -223,6 +245,25 @@ def _adjust_counts(session: Session, deltas: Counter[int]) -> None:
             .values(article_count=P.c.article_count + bindparam("delta")),
             changes,
         )
+
+
+@event.listens_for(OrmSession, "after_transaction_create")
+def _remember_counts(session: OrmSession, transaction: SessionTransaction) -> None:
+    if transaction.nested:
+        saved: Counter[int] = Counter(session.info.get(_PENDING_COUNTS, ()))
+        session.info.setdefault(_SAVED_COUNTS, {})[transaction] = saved
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _forget_counts(session: OrmSession, transaction: SessionTransaction) -> None:
+    """A rolled-back transaction's changes go with it (a savepoint's: back to what was
+    pending when it began)."""
+    if transaction.nested:
+        saved = session.info.get(_SAVED_COUNTS, {}).pop(transaction, None)
+        if saved is not None:  # not released: rolled back
+            session.info[_PENDING_COUNTS] = saved
+    elif transaction.parent is None:
+        session.info.pop(_PENDING_COUNTS, None)
 
 
 def _replace_tags(

@@ -92,12 +92,14 @@ class RemovalHandler(JobHandler):
         carry_out: CarryOutRemovals,
         complete: CompleteTakedowns,
         max_attempts: int,
+        batch_size: int | None = None,
         rows_per_transaction: int | None = None,
         pause_after_removal: float = 0.0,
     ) -> None:
         self.carry_out = carry_out
         self.complete = complete
         self.policy = removal_retry_policy(max_attempts)
+        self.batch_size = batch_size
         # Test hook (`byline worker --test-pause-after-removal`): lets a test kill a worker
         # deterministically between two rows of one batch, so rows go one per transaction.
         self.pause_after_removal = pause_after_removal

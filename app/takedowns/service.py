@@ -397,13 +397,9 @@ def carry_out_removal(
     return article_id in removed[takedown_id]
 
 
-def complete_takedown(*, session: Session, takedown_id: str, now: datetime) -> None:
-    """Mark a request completed once its last removal ran (a no-op when it is already)."""
-    complete_takedowns(session=session, takedown_ids=[takedown_id], now=now)
-
-
 def complete_takedowns(*, session: Session, takedown_ids: Sequence[str], now: datetime) -> None:
-    """`complete_takedown` for several requests, locked in the order given."""
+    """Mark requests completed once their last removal ran (a no-op for those completed
+    already), locked in the order given."""
     complete_all(session, locked_all(session, takedown_ids), audit.SCHEDULER, now)
 
 

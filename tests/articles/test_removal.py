@@ -4,16 +4,25 @@ and what undoes it: ingest once no block holds the URL."""
 import hashlib
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
+from sqlmodel import Session
 
-from app.articles.models import Article, ArticleTombstone
+from app.articles.models import Article, ArticleTombstone, Publisher
+from app.articles.service import remove_articles
 from app.articles.urls import match_key
 from app.clock import FrozenClock
 from app.db import new_session
 from app.takedowns.blocks import add_block
 from tests.articles.factories import article_payload, ingest
-from tests.factories import PRIVATE_EMAIL, PRIVATE_NAME, make_takedown, remove_article
+from tests.factories import (
+    PRIVATE_EMAIL,
+    PRIVATE_NAME,
+    make_articles,
+    make_takedown,
+    remove_article,
+)
 
 
 def block_url(engine: Engine, clock: FrozenClock, url: str, takedown_id: str) -> None:
@@ -182,3 +191,32 @@ def test_removing_twice_changes_nothing(
         row = session.get(Article, article["id"])
         assert row is not None and row.removed_by_takedown_id == first
     assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 0
+
+
+def live_count_of_the_publisher(db: Session) -> int:
+    db.expire_all()
+    return db.scalars(select(Publisher.article_count)).one()
+
+
+def test_publisher_counts_change_only_with_the_transaction_that_commits(
+    db: Session, clock: FrozenClock
+) -> None:
+    """Counts are written when the transaction commits: a removal rolled back (or inside a
+    savepoint rolled back) leaves them as they were; one released and committed counts."""
+    ids = make_articles(db, 4, now=clock.now())
+    takedown_id = make_takedown(db, received_at=clock.now())
+    db.commit()
+    assert live_count_of_the_publisher(db) == 4
+
+    remove_articles(session=db, removals={takedown_id: [ids[0]]}, now=clock.now())
+    db.rollback()
+    assert live_count_of_the_publisher(db) == 4
+
+    with db.begin_nested():
+        remove_articles(session=db, removals={takedown_id: [ids[1]]}, now=clock.now())
+    with pytest.raises(RuntimeError), db.begin_nested():
+        remove_articles(session=db, removals={takedown_id: [ids[2]]}, now=clock.now())
+        raise RuntimeError("this savepoint rolls back")
+    db.commit()
+    assert live_count_of_the_publisher(db) == 3
+    assert db.get(Article, ids[2]) is not None and db.get(Article, ids[2]).removed_at is None  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         public_base_url="https://news.example",
         mail_dir=tmp_path / "mail",
         scheduler_batch_size=10,
+        removal_batch_size=10,
         scheduler_lease_seconds=60,
         scheduler_max_attempts=3,
     )

@@ -20,14 +20,14 @@ from app.scheduler.models import RemovalJob
 from app.scheduler.queue import enqueue_removals
 from app.scheduler.removals import ClaimedRemoval, RemovalHandler
 from app.takedowns.models import AuditEvent
-from app.takedowns.service import carry_out_removals, complete_takedown
+from app.takedowns.service import carry_out_removals, complete_takedowns
 from tests.articles.factories import article_payload, ingest_all
 from tests.factories import Bind, make_takedown, reading, writing
 
 LEASE = timedelta(seconds=60)
 
 # Claims only (a claim does not depend on how rows are carried out or retried).
-_CLAIMS = RemovalHandler(carry_out=carry_out_removals, complete=complete_takedown, max_attempts=1)
+_CLAIMS = RemovalHandler(carry_out=carry_out_removals, complete=complete_takedowns, max_attempts=1)
 
 
 def ingest_articles(

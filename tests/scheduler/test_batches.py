@@ -37,7 +37,7 @@ def test_a_batch_of_removals_takes_few_statements_per_row(
     now = clock.now()
     first = queue_takedown(engine, article_ids[:20], received_at=now, run_at=now)
     second = queue_takedown(engine, article_ids[20:], received_at=now, run_at=now)
-    worker = removal_worker(engine, settings.model_copy(update={"scheduler_batch_size": 50}), clock)
+    worker = removal_worker(engine, settings.model_copy(update={"removal_batch_size": 50}), clock)
     statements: Counter[str] = Counter()
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

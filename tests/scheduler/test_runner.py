@@ -134,7 +134,7 @@ def test_after_30_hours_down_overdue_rows_go_first_and_the_breach_shows(
     assert "byline_removal_past_deadline_rows 6.0" in metrics
     assert "byline_removal_queue_depth 8.0" in metrics
 
-    small_batches = settings.model_copy(update={"scheduler_batch_size": 2})
+    small_batches = settings.model_copy(update={"removal_batch_size": 2})
     result = removal_worker(engine, small_batches, clock).run_once(clock.now())
 
     removals = result.of("removal")

@@ -12,7 +12,7 @@ from app.articles.models import Article, ArticleTombstone
 from app.clock import FrozenClock
 from app.db import new_session, writer
 from app.scheduler.queue import RemovalRefused
-from app.takedowns.service import complete_takedown
+from app.takedowns.service import complete_takedowns
 from tests.articles.factories import article_payload
 from tests.takedowns.factories import (
     assert_problem,
@@ -108,7 +108,7 @@ def test_first_removal_moves_the_request_to_executing_and_completion_is_audited_
     carry_out(engine, clock, filed["id"], b["id"])
     for _ in range(2):
         with new_session(writer(engine)) as session, session.begin():
-            complete_takedown(session=session, takedown_id=filed["id"], now=clock.now())
+            complete_takedowns(session=session, takedown_ids=[filed["id"]], now=clock.now())
     takedown = load(engine, filed["id"])
     assert (takedown.status, takedown.completed_at) == ("completed", clock.now())
     assert [a[0] for a in audit_actions(engine, filed["id"])] == [
