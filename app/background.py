@@ -43,6 +43,7 @@ def removal_handler(settings: Settings, *, pause_after_removal: float = 0.0) -> 
     return RemovalHandler(
         carry_out=takedowns.carry_out_removals,
         complete=takedowns.complete_takedowns,
+        start=takedowns.start_takedowns,
         max_attempts=settings.scheduler_max_attempts,
         batch_size=settings.removal_batch_size,
         pause_after_removal=pause_after_removal,

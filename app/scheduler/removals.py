@@ -60,6 +60,13 @@ class CarryOutRemovals(Protocol):
     ) -> Mapping[str, Collection[int]]: ...
 
 
+class StartTakedowns(Protocol):
+    """Move the queued takedowns among these to executing, in a short transaction of the
+    caller's (before their batch's removals)."""
+
+    def __call__(self, *, session: Session, takedown_ids: Sequence[str], now: datetime) -> None: ...
+
+
 class CompleteTakedowns(Protocol):
     """Complete takedowns whose last row ran (locked in the order given), in the caller's
     transaction."""
@@ -91,6 +98,7 @@ class RemovalHandler(JobHandler):
         *,
         carry_out: CarryOutRemovals,
         complete: CompleteTakedowns,
+        start: StartTakedowns | None = None,
         max_attempts: int,
         batch_size: int | None = None,
         rows_per_transaction: int | None = None,
@@ -98,6 +106,7 @@ class RemovalHandler(JobHandler):
     ) -> None:
         self.carry_out = carry_out
         self.complete = complete
+        self.start = start
         self.policy = removal_retry_policy(max_attempts)
         self.batch_size = batch_size
         # Test hook (`byline worker --test-pause-after-removal`): lets a test kill a worker
@@ -150,6 +159,7 @@ class RemovalHandler(JobHandler):
         failing row is retried or cancelled alone, and the others are done once)."""
         if len(removals) <= 1:
             return {removal.id: self.execute(removal, now, job) for removal in removals}
+        self._start(removals, now, job)
         try:
             return self._carry_out(removals, now, job)
         except Exception as exc:
@@ -159,6 +169,21 @@ class RemovalHandler(JobHandler):
                 describe_error(exc),
             )
             return {removal.id: self.execute(removal, now, job) for removal in removals}
+
+    def _start(self, removals: Sequence[ClaimedRemoval], now: datetime, job: JobRun) -> None:
+        """Move the batch's queued takedowns to executing in a transaction of their own, so
+        the exclusive locks this takes end here: a worker whose batch shares a takedown
+        with this one waits for this short transaction, not for the whole batch. If it
+        fails, the batch's transaction moves them itself."""
+        if self.start is None:
+            return
+        takedown_ids = sorted({r.takedown_id: r.deadline_at for r in removals}.items(),
+                              key=lambda item: (item[1], item[0]))  # fmt: skip
+        try:
+            with job.transaction() as session:
+                self.start(session=session, takedown_ids=[t for t, _ in takedown_ids], now=now)
+        except Exception as exc:
+            logger.warning("starting a removal batch's takedowns failed: %s", describe_error(exc))
 
     def execute(self, removal: ClaimedRemoval, now: datetime, job: JobRun) -> str:
         """Carry out one claimed row in its own transaction; the outcome's name."""

@@ -321,16 +321,11 @@ def carry_out_removals(
     publishers cannot deadlock. One target update and one batch of audit rows in all.
     `RemovalRefused` when a request no longer allows removal (withdrawn, rejected,
     escalated and not approved)."""
-    statuses = dict(
-        session.execute(
-            select(col(Takedown.id), col(Takedown.status)).where(
-                col(Takedown.id).in_(list(removals))
-            )
-        ).all()
-    )
-    # Only a request's first removals move it (exclusive lock); under way, requests are
-    # shared, so several workers remove one request's articles side by side. Consecutive
-    # requests of one kind are locked by one statement, all in the order given.
+    statuses = _statuses(session, list(removals))
+    # Requests under way are shared, so several workers remove one request's articles side
+    # by side; a request still queued (`start_takedowns` did not run, or lost a race) is
+    # locked and moved here. Consecutive requests of one lock mode are locked by one
+    # statement, all in the order given.
     takedowns: list[Takedown] = []
     for shared, run in groupby(removals, key=lambda t: statuses.get(t) != S.queued):
         takedowns.extend(locked_all(session, list(run), shared=shared))
@@ -339,22 +334,46 @@ def carry_out_removals(
             raise RemovalRefused(
                 f"Takedown {takedown.id} is {takedown.status}; its removals do not run."
             )
-    starting = [takedown for takedown in takedowns if takedown.status == S.queued]
-    for takedown in starting:
+    _start(session, [takedown for takedown in takedowns if takedown.status == S.queued], now)
+    removed = articles.remove_articles(session=session, removals=removals, now=now)
+    _record_removals(session, removals, removed, now)
+    return removed
+
+
+def start_takedowns(*, session: Session, takedown_ids: Sequence[str], now: datetime) -> None:
+    """Move the queued requests among these to executing (their blocks in effect), in the
+    caller's short transaction: the exclusive lock this takes is then held for this move
+    only, not through a batch of removals that other workers' batches would wait for."""
+    statuses = _statuses(session, takedown_ids)
+    queued = [takedown_id for takedown_id in takedown_ids if statuses.get(takedown_id) == S.queued]
+    if queued:
+        locked_now = locked_all(session, queued)
+        _start(session, [takedown for takedown in locked_now if takedown.status == S.queued], now)
+
+
+def _statuses(session: Session, takedown_ids: Sequence[str]) -> dict[str, str]:
+    rows = session.execute(
+        select(col(Takedown.id), col(Takedown.status)).where(
+            col(Takedown.id).in_(list(takedown_ids))
+        )
+    )
+    return {row.id: row.status for row in rows}
+
+
+def _start(session: Session, takedowns: Sequence[Takedown], now: datetime) -> None:
+    """Queued requests (locked) take effect and move to executing."""
+    for takedown in takedowns:
         take_effect(session, takedown, audit.SCHEDULER, now)
-    if starting:
+    if takedowns:
         move_all(
             session,
-            starting,
+            takedowns,
             action=Action.executing,
             actor=audit.SCHEDULER,
             now=now,
             allowed={S.queued},
             to=S.executing,
         )
-    removed = articles.remove_articles(session=session, removals=removals, now=now)
-    _record_removals(session, removals, removed, now)
-    return removed
 
 
 def _record_removals(

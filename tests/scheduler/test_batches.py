@@ -14,6 +14,7 @@ from app.clock import FrozenClock
 from app.config import Settings
 from app.scheduler.queue import RemovalRefused
 from app.takedowns.service import carry_out_removals
+from tests.factories import audit_log
 from tests.scheduler.factories import (
     ingest_articles,
     jobs,
@@ -186,3 +187,62 @@ def test_a_batch_that_runs_past_half_its_lease_renews_it_for_the_rows_left(
     assert (removals["removed"], removals["lost"], removals["completed_takedowns"]) == (3, 0, 1)
     assert leases_seen == [{True}, {True}, {True}]
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
+
+
+def test_a_batchs_queued_requests_start_in_a_transaction_of_their_own_before_its_removals(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    settings: Settings,
+) -> None:
+    """The move to executing (an exclusive lock on the request) commits before the batch's
+    removals begin, so another worker's batch sharing the request waits only for that move;
+    a failing batch leaves its requests executing, moved once."""
+    article_ids = ingest_articles(client, ingest_headers, 4)
+    now = clock.now()
+    takedowns = [
+        queue_takedown(engine, article_ids[i : i + 2], received_at=now, run_at=now) for i in (0, 2)
+    ]
+    seen_by_the_batch: list[str] = []
+
+    def failing_batch(**kwargs: Any) -> Any:
+        seen_by_the_batch.extend(load(engine, t).status for t in kwargs["removals"])
+        raise RuntimeError("storage unavailable")
+
+    worker = removal_worker(engine, settings, clock, carry_out=failing_batch)
+    worker.run_once(now)
+
+    assert seen_by_the_batch[:2] == ["executing", "executing"]  # committed before the batch
+    assert [load(engine, t).status for t in takedowns] == ["executing", "executing"]
+    assert Counter(action for action, _, _ in audit_log(engine))["executing"] == 2
+
+    healthy = removal_worker(engine, settings, clock)
+    removals = healthy.run_once(moved(now, seconds=60)).of("removal")
+    assert (removals["removed"], removals["completed_takedowns"]) == (4, 2)
+    assert Counter(action for action, _, _ in audit_log(engine))["executing"] == 2
+
+
+def test_a_batch_whose_start_fails_starts_its_requests_itself(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    settings: Settings,
+) -> None:
+    article_ids = ingest_articles(client, ingest_headers, 4)
+    now = clock.now()
+    takedowns = [
+        queue_takedown(engine, article_ids[i : i + 2], received_at=now, run_at=now) for i in (0, 2)
+    ]
+
+    def unavailable(**_: Any) -> None:
+        raise OperationalError("UPDATE takedowns", {}, Exception("server closed the connection"))
+
+    worker = removal_worker(engine, settings, clock, start=unavailable)
+    removals = worker.run_once(now).of("removal")
+
+    assert (removals["removed"], removals["completed_takedowns"]) == (4, 2)
+    assert [load(engine, t).status for t in takedowns] == ["completed", "completed"]
+    log = Counter(action for action, _, _ in audit_log(engine))
+    assert (log["executing"], log["completed"]) == (2, 2)
