@@ -189,6 +189,17 @@ def test_a_batch_that_runs_past_half_its_lease_renews_it_for_the_rows_left(
     assert removal_audit_counts(engine) == dict.fromkeys(article_ids, 1)
 
 
+def two_requests_due(
+    client: TestClient, ingest_headers: dict[str, str], engine: Engine, clock: FrozenClock
+) -> list[str]:
+    """Two queued requests of two articles each, due now."""
+    article_ids = ingest_articles(client, ingest_headers, 4)
+    now = clock.now()
+    return [
+        queue_takedown(engine, article_ids[i : i + 2], received_at=now, run_at=now) for i in (0, 2)
+    ]
+
+
 def test_a_batchs_queued_requests_start_in_a_transaction_of_their_own_before_its_removals(
     client: TestClient,
     ingest_headers: dict[str, str],
@@ -199,11 +210,8 @@ def test_a_batchs_queued_requests_start_in_a_transaction_of_their_own_before_its
     """The move to executing (an exclusive lock on the request) commits before the batch's
     removals begin, so another worker's batch sharing the request waits only for that move;
     a failing batch leaves its requests executing, moved once."""
-    article_ids = ingest_articles(client, ingest_headers, 4)
     now = clock.now()
-    takedowns = [
-        queue_takedown(engine, article_ids[i : i + 2], received_at=now, run_at=now) for i in (0, 2)
-    ]
+    takedowns = two_requests_due(client, ingest_headers, engine, clock)
     seen_by_the_batch: list[str] = []
 
     def failing_batch(**kwargs: Any) -> Any:
@@ -230,11 +238,8 @@ def test_a_batch_whose_start_fails_starts_its_requests_itself(
     clock: FrozenClock,
     settings: Settings,
 ) -> None:
-    article_ids = ingest_articles(client, ingest_headers, 4)
     now = clock.now()
-    takedowns = [
-        queue_takedown(engine, article_ids[i : i + 2], received_at=now, run_at=now) for i in (0, 2)
-    ]
+    takedowns = two_requests_due(client, ingest_headers, engine, clock)
 
     def unavailable(**_: Any) -> None:
         raise OperationalError("UPDATE takedowns", {}, Exception("server closed the connection"))
