@@ -12,7 +12,7 @@ from enum import StrEnum
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlmodel import Session, col
 
 from app.articles import service as articles
@@ -318,7 +318,7 @@ def carry_out_removals(
     ids}; the ids removed now by request, the others were removed already. Every request
     is locked first, in the order given, and only then are articles touched: a worker never
     waits for a request while holding a publisher's row, so workers sharing requests and
-    publishers cannot deadlock. One target update and one batch of audit rows in all.
+    publishers cannot deadlock. One target update per request and one batch of audit rows in all.
     `RemovalRefused` when a request no longer allows removal (withdrawn, rejected,
     escalated and not approved)."""
     statuses = _statuses(session, list(removals))
@@ -384,13 +384,14 @@ def _record_removals(
 ) -> None:
     """Every named target of the batch is done (removed now or before); one audit row per
     article removed now."""
-    pairs = sorted({(takedown_id, article_id) for takedown_id, article_ids in removals.items()
-                    for article_id in article_ids})  # fmt: skip
-    session.execute(
-        update(TT)
-        .where(tuple_(TT.c.takedown_id, TT.c.article_id).in_(pairs))
-        .values(state=TargetState.removed)
-    )
+    # One statement per request, on the request's index (a row-value IN of (request,
+    # article) pairs scanned the whole table on SQLite).
+    for takedown_id, article_ids in removals.items():
+        session.execute(
+            update(TT)
+            .where(TT.c.takedown_id == takedown_id, TT.c.article_id.in_(sorted(set(article_ids))))
+            .values(state=TargetState.removed)
+        )
     audit.record_all(
         session=session,
         rows=[
