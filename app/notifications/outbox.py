@@ -58,33 +58,56 @@ def notify_claimant(
     """Queue the e-mail telling the claimant about `kind`; at most one per request and kind.
     `token` and `confirmation_code` (the receipt only) make the status link and the link
     that confirms the address; both are erased once the e-mail is sent."""
-    context: dict[str, Any] = {
-        "takedown_id": takedown.id,
-        "reason": takedown.reason,
-        "domain": takedown.domain,
-        "received_at": _iso(takedown.received_at),
-        "due_at": _iso(takedown.due_at),
-        "statement_of_reasons": takedown.decision_reason if kind == EmailKind.rejected else None,
-        **(details or {}),
-    }
-    insert = dialect_of(session).insert
-    session.execute(
-        insert(CE)
-        .values(
-            uid=str(uuid.uuid4()),
-            takedown_id=takedown.id,
-            kind=kind.value,
-            recipient=takedown.claimant_email,
-            context=context,
-            secret=token,
-            confirmation_code=confirmation_code,
-            status=JobStatus.queued.value,
-            attempts=0,
-            run_at=now,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["takedown_id", "kind"])
+    notify_claimants(
+        session=session,
+        kind=kind,
+        now=now,
+        emails=[(takedown, details or {})],
+        token=token,
+        confirmation_code=confirmation_code,
     )
+
+
+def notify_claimants(
+    *,
+    session: Session,
+    kind: EmailKind,
+    now: datetime,
+    emails: Sequence[tuple[Takedown, Mapping[str, Any]]],
+    token: str | None = None,
+    confirmation_code: str | None = None,
+) -> None:
+    """`notify_claimant` for several requests ((request, details) pairs) in one INSERT."""
+    if not emails:
+        return
+    rows = [
+        {
+            "uid": str(uuid.uuid4()),
+            "takedown_id": takedown.id,
+            "kind": kind.value,
+            "recipient": takedown.claimant_email,
+            "context": {
+                "takedown_id": takedown.id,
+                "reason": takedown.reason,
+                "domain": takedown.domain,
+                "received_at": _iso(takedown.received_at),
+                "due_at": _iso(takedown.due_at),
+                "statement_of_reasons": (
+                    takedown.decision_reason if kind == EmailKind.rejected else None
+                ),
+                **details,
+            },
+            "secret": token,
+            "confirmation_code": confirmation_code,
+            "status": JobStatus.queued.value,
+            "attempts": 0,
+            "run_at": now,
+            "created_at": now,
+        }
+        for takedown, details in emails
+    ]
+    insert = dialect_of(session).insert
+    session.execute(insert(CE).on_conflict_do_nothing(index_elements=["takedown_id", "kind"]), rows)
     wakeups.wake(session, EMAIL_KIND)
 
 

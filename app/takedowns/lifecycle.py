@@ -403,6 +403,7 @@ def complete_all(
     )
     rows_of = targets_of_all(session=session, takedown_ids=[t.id for t in moving])
     removed_by: dict[str, list[int]] = {}
+    emails: list[tuple[Takedown, dict[str, Any]]] = []
     for takedown in moving:
         rows = rows_of.get(takedown.id, [])
         removed = sorted(
@@ -413,15 +414,13 @@ def complete_all(
             }
         )
         removed_by[takedown.id] = removed
-        notifications.notify_claimant(
-            session=session,
-            takedown=takedown,
-            kind=EmailKind.completed,
-            now=now,
-            details={
-                "removed_articles": len(removed),
-                "unmatched_targets": unmatched_details(views_from(session=session, rows=rows)),
-                "completed_at": now.isoformat(),
-            },
-        )
+        details = {
+            "removed_articles": len(removed),
+            "unmatched_targets": unmatched_details(views_from(session=session, rows=rows)),
+            "completed_at": now.isoformat(),
+        }
+        emails.append((takedown, details))
+    notifications.notify_claimants(
+        session=session, kind=EmailKind.completed, now=now, emails=emails
+    )
     notifications.publish_takedowns_completed(session=session, removed=removed_by, now=now)
