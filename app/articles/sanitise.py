@@ -1,7 +1,6 @@
 """Hostile input in, safe output out: body HTML through an allow-list, plain text stripped."""
 
 import html
-import re
 from urllib.parse import urljoin, urlsplit
 
 import nh3
@@ -24,7 +23,6 @@ BODY_ATTRIBUTES = {
 }
 URL_ATTRIBUTES = {"href", "src", "cite"}
 LINK_SCHEMES = {"http", "https", "mailto"}
-_WHITESPACE = re.compile(r"\s+")
 
 
 def _absolute_urls(base_url: str):  # type: ignore[no-untyped-def]
@@ -59,14 +57,21 @@ def html_to_text(fragment: str) -> str:
     """Visible text of an HTML fragment, whitespace collapsed."""
     # Tags separate words ("<p>a</p><p>b</p>" is "a b", not "ab").
     spaced = fragment.replace("<", " <")
-    return _WHITESPACE.sub(" ", html.unescape(nh3.clean(spaced, tags=set()))).strip()
+    return _collapse_whitespace(html.unescape(nh3.clean(spaced, tags=set())))
 
 
 def plain_text(value: str) -> str:
     """Markup stripped from a field that is plain text (titles, names, excerpts)."""
     if "<" not in value and "&" not in value:
-        return _WHITESPACE.sub(" ", value).strip()
+        return _collapse_whitespace(value)
     return html_to_text(value)
+
+
+def _collapse_whitespace(text: str) -> str:
+    """Each run of whitespace one space, none at either end."""
+    # What `re.sub(r"\s+", " ", text).strip()` gives (str.split() splits on exactly the
+    # characters `\s` matches), several times faster on an article's text.
+    return " ".join(text.split())
 
 
 def excerpt_of(text: str, limit: int = 280) -> str:

@@ -35,7 +35,7 @@ from app.articles.models import Article, ArticleMatchKey, ArticleTag, ArticleTom
 from app.articles.sanitise import excerpt_of, html_to_text, sanitise_body
 from app.articles.schemas import ArticleIn, BatchItemError, BatchItemResult, IngestStatus
 from app.articles.urls import match_key, match_key_host, normalise_url, source_domain
-from app.dialects import dialect_of
+from app.dialects import DIALECTS, dialect_of
 from app.errors import FieldError, InvalidInput, NotFound, ProblemError
 from app.fastpath import RowReader, SingleRowRead
 from app.notifications import outbox as notifications
@@ -195,6 +195,24 @@ def prepare_article(data: ArticleIn, *, now: datetime | None = None) -> Prepared
     )
 
 
+# Ingest's statements, built once (per dialect where they differ): a feed's poll runs each
+# of them, and building and cache-keying them cost more than some of them take to run.
+_PUBLISHERS_NAMED = select(P.c.id, P.c.name).where(P.c.name.in_(bindparam("names", expanding=True)))
+_STORED_STATE_OF = select(*STORED_STATE).where(
+    A.c.canonical_url.in_(bindparam("urls", expanding=True))
+)
+_NEW_PUBLISHERS = {
+    dialect: dialect.insert(P).on_conflict_do_nothing(index_elements=["name"])
+    for dialect in DIALECTS.values()
+}
+_NEW_ARTICLES = {
+    dialect: dialect.insert(A)
+    .on_conflict_do_nothing(index_elements=["canonical_url"])
+    .returning(A.c.id, A.c.canonical_url, sort_by_parameter_order=True)
+    for dialect in DIALECTS.values()
+}
+
+
 def ensure_publishers(
     *, session: Session, articles: Sequence[PreparedArticle], now: datetime
 ) -> dict[str, int]:
@@ -205,16 +223,22 @@ def ensure_publishers(
     for article in articles:
         if homepages.get(article.publisher_name) is None:
             homepages[article.publisher_name] = article.publisher_url
-    insert = dialect_of(session).insert
-    session.execute(
-        insert(P).on_conflict_do_nothing(index_elements=["name"]),
-        [
-            {"name": name, "url": url, "article_count": 0, "created_at": now}
-            for name, url in homepages.items()
-        ],
-    )
-    rows = session.execute(select(P.c.id, P.c.name).where(P.c.name.in_(homepages))).all()
-    return {row.name: row.id for row in rows}
+    ids = _publisher_ids(session, list(homepages))
+    missing = [name for name in homepages if name not in ids]
+    if missing:
+        session.execute(
+            _NEW_PUBLISHERS[dialect_of(session)],
+            [
+                {"name": name, "url": homepages[name], "article_count": 0, "created_at": now}
+                for name in missing
+            ],
+        )
+        ids.update(_publisher_ids(session, missing))
+    return ids
+
+
+def _publisher_ids(session: Session, names: Sequence[str]) -> dict[str, int]:
+    return {row.name: row.id for row in session.execute(_PUBLISHERS_NAMED, {"names": names})}
 
 
 def _adjust_counts(session: Session, deltas: Counter[int]) -> None:
@@ -308,10 +332,7 @@ def store_articles(
     first blocked one; callers that want per-item answers filter with `blocked_urls` first."""
     publisher_ids = ensure_publishers(session=session, articles=articles, now=now)
     urls = [a.canonical_url for a in articles]
-    existing = {
-        row.canonical_url: row
-        for row in session.execute(select(*STORED_STATE).where(A.c.canonical_url.in_(urls)))
-    }
+    existing = {row.canonical_url: row for row in session.execute(_STORED_STATE_OF, {"urls": urls})}
     results: dict[str, Stored] = {}
     # Sorted, so concurrent batches take row locks in one order and cannot deadlock.
     fresh = sorted(
@@ -319,16 +340,10 @@ def store_articles(
     )
     count_deltas: Counter[int] = Counter()
     if fresh:
-        insert = dialect_of(session).insert
         rows = [
             new_article_row(a, publisher_id=publisher_ids[a.publisher_name], now=now) for a in fresh
         ]
-        inserted = session.execute(
-            insert(A)
-            .on_conflict_do_nothing(index_elements=["canonical_url"])
-            .returning(A.c.id, A.c.canonical_url, sort_by_parameter_order=True),
-            rows,
-        ).all()
+        inserted = session.execute(_NEW_ARTICLES[dialect_of(session)], rows).all()
         created = {row.canonical_url: row.id for row in inserted}
         _replace_tags(
             session,
@@ -351,9 +366,7 @@ def store_articles(
         lost_race = [a.canonical_url for a in fresh if a.canonical_url not in created]
         if lost_race:
             # Another transaction inserted these first; treat them as updates of its rows.
-            for row in session.execute(
-                select(*STORED_STATE).where(A.c.canonical_url.in_(lost_race))
-            ):
+            for row in session.execute(_STORED_STATE_OF, {"urls": lost_race}):
                 existing[row.canonical_url] = row
     changed: list[dict[str, Any]] = []
     changed_tags: dict[int, list[str]] = {}
@@ -431,7 +444,9 @@ def _restore(
     Returns the publishers' article count changes."""
     # Checked again here, in the writing transaction: a block is always committed before
     # the removal it leads to, so a removal seen above has its blocks visible now.
-    blocked = find_blocked(session=session, canonical_urls=[a.canonical_url for a, _ in rows])
+    blocked = find_blocked(
+        session=session, match_keys={a.canonical_url: a.match_key for a, _ in rows}
+    )
     for a, _ in rows:
         if a.canonical_url in blocked:
             raise SourceBlocked(a.canonical_url, blocked[a.canonical_url].takedown_id)
@@ -486,7 +501,7 @@ def ingest_article(*, session: Session, data: ArticleIn, now: datetime) -> Store
     """Store one article: created, updated or unchanged. Blocked URLs raise SourceBlocked;
     a removed article whose blocks were all lifted is published again."""
     prepared = prepare_article(data, now=now)
-    blocked = find_blocked(session=session, canonical_urls=[prepared.canonical_url])
+    blocked = find_blocked(session=session, match_keys={prepared.canonical_url: prepared.match_key})
     if prepared.canonical_url in blocked:
         raise SourceBlocked(prepared.canonical_url, blocked[prepared.canonical_url].takedown_id)
     return store_articles(session=session, articles=[prepared], now=now)[0]
@@ -525,7 +540,7 @@ def ingest_batch(
                 errors=[BatchItemError(field="source_url", message=str(exc))],
             )
     blocked = find_blocked(
-        session=session, canonical_urls=[p.canonical_url for p in prepared.values()]
+        session=session, match_keys={p.canonical_url: p.match_key for p in prepared.values()}
     )
     # The same URL more than once in a batch: each copy is stored in its turn, as if the
     # copies had been sent one after the other (created, then unchanged or updated). Turn n

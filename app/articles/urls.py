@@ -26,6 +26,7 @@ MAX_HOST_LENGTH = 253
 _HOST = re.compile(r"^[a-z0-9.\-]+$|^\[[0-9a-f:.]+\]$")
 # Hosts that serve the same articles as the bare domain: desktop, mobile and AMP editions.
 EDITION_PREFIXES = ("www.", "m.", "amp.")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _PERCENT_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -54,13 +55,16 @@ def _host(raw_host: str) -> str:
     return host
 
 
+# Ingest normalises each URL more than once (validating it, keying the article, matching it
+# against blocks): a pure function of its text, so remembered. Refusals are not remembered.
+@lru_cache(maxsize=4096)
 def normalise_url(url: str) -> str:
     """The canonical form: lower-case scheme and host, no default port, no fragment, no
     tracking parameters, query sorted, path case kept. Raises InvalidUrl."""
     text = url.strip()
     if len(text) > MAX_URL_LENGTH:
         raise InvalidUrl(f"longer than {MAX_URL_LENGTH} characters")
-    if any(ord(char) < 0x21 or ord(char) == 0x7F for char in text):
+    if _SPACE_OR_CONTROL.search(text):
         raise InvalidUrl("contains spaces or control characters")
     try:
         parts = urlsplit(text)
@@ -109,6 +113,7 @@ def _extractor() -> tldextract.TLDExtract:
     )
 
 
+@lru_cache(maxsize=4096)
 def registrable_domain(host: str) -> str | None:
     """`uk.reuters.com` -> `reuters.com`; `bbc.co.uk` stays; a bare public suffix -> None."""
     domain = _extractor()(host.strip().rstrip(".").lower()).top_domain_under_public_suffix

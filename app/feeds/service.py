@@ -525,7 +525,10 @@ def ingest_entries(
         # The same article twice in one feed: its first (newest) entry stands.
         prepared.setdefault(article.canonical_url, (article, digest))
     counts["articles_unchanged"] += len(unchanged)
-    blocked = find_blocked(session=session, canonical_urls=list(prepared))
+    blocked = find_blocked(
+        session=session,
+        match_keys={url: article.match_key for url, (article, _) in prepared.items()},
+    )
     counts["entries_blocked"] += len(blocked)
     storable = [pair for url, pair in prepared.items() if url not in blocked]
     if storable:

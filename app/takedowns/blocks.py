@@ -7,13 +7,13 @@ names the takedown that holds it; when that request ends without removal (withdr
 rejected) the block passes to another request that still wants it, or is lifted. Lifting
 every block of a removed article lets ingest publish it again."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlmodel import Session, col
 
-from app.articles.urls import domain_and_parents, match_key, source_domain
+from app.articles.urls import domain_and_parents, source_domain
 from app.dialects import dialect_of
 from app.errors import Conflict, NotFound
 from app.takedowns import audit
@@ -25,28 +25,39 @@ B = Block.__table__  # type: ignore[attr-defined]
 HOLDING_STATUSES = (TakedownStatus.queued, TakedownStatus.executing, TakedownStatus.completed)
 
 
-def find_blocked(*, session: Session, canonical_urls: Iterable[str]) -> dict[str, Block]:
-    """The active block, if any, for each of the given canonical URLs: a block of its
-    matching key, or of its host or a parent domain."""
-    keys = {url: match_key(url) for url in set(canonical_urls)}
-    if not keys:
+# Built once: ingest asks this for every batch it stores.
+_ACTIVE_BLOCKS_OF = select(Block).where(
+    col(Block.lifted_at).is_(None),
+    or_(
+        and_(col(Block.kind) == "url", col(Block.value).in_(bindparam("keys", expanding=True))),
+        and_(
+            col(Block.kind) == "domain",
+            col(Block.value).in_(bindparam("domains", expanding=True)),
+        ),
+    ),
+)
+
+
+def find_blocked(*, session: Session, match_keys: Mapping[str, str]) -> dict[str, Block]:
+    """The active block, if any, for each canonical URL of {canonical URL: its matching key}
+    (as prepare_article computed it): a block of its matching key, or of its host or a
+    parent domain."""
+    if not match_keys:
         return {}
-    domains = {d for url in keys for d in domain_and_parents(source_domain(url))}
+    domains = {url: domain_and_parents(source_domain(url)) for url in match_keys}
     rows = session.scalars(
-        select(Block).where(
-            col(Block.lifted_at).is_(None),
-            or_(
-                and_(col(Block.kind) == "url", col(Block.value).in_(set(keys.values()))),
-                and_(col(Block.kind) == "domain", col(Block.value).in_(domains)),
-            ),
-        )
+        _ACTIVE_BLOCKS_OF,
+        {
+            "keys": sorted(set(match_keys.values())),
+            "domains": sorted({d for chain in domains.values() for d in chain}),
+        },
     ).all()
     by_key = {block.value: block for block in rows if block.kind == "url"}
     by_domain = {block.value: block for block in rows if block.kind == "domain"}
     found: dict[str, Block] = {}
-    for url, key in keys.items():
+    for url, key in match_keys.items():
         block = by_key.get(key) or next(
-            (by_domain[d] for d in domain_and_parents(source_domain(url)) if d in by_domain), None
+            (by_domain[d] for d in domains[url] if d in by_domain), None
         )
         if block is not None:
             found[url] = block

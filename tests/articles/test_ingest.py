@@ -1,15 +1,22 @@
 """Ingest: an upsert on the canonical URL that always keeps the attribution."""
 
+import html
+import re
+import sys
 import threading
 from datetime import timedelta
 
+import nh3
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from app.articles.models import Article, ArticleTag, Publisher
+from app.articles.sanitise import html_to_text, plain_text
+from app.articles.urls import InvalidUrl, normalise_url
 from app.clock import FrozenClock
 from app.db import new_session
+from app.takedowns.blocks import add_block
 from tests.articles.factories import article_payload, ingest
 from tests.factories import row_count
 
@@ -237,3 +244,77 @@ def test_concurrent_posts_of_one_url_make_exactly_one_article(
     assert row_count(engine, Article) == 1
     assert row_count(engine, Publisher) == 1
     assert client.get("/v1/publishers").json()["items"][0]["article_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "refused"),
+    [
+        # Ingest matches URL blocks on the key prepare_article computed: every spelling.
+        (
+            "url",
+            "example-news.com/2023/03/20/story-9",
+            (
+                "https://www.example-news.com/2023/03/20/story-9",
+                "http://example-news.com/2023/03/20/story-9/",
+                "https://m.example-news.com/2023//03/20/./story-9?utm_source=feed#top",
+                "https://WWW.Example-News.com:443/2023/03/20/%73tory-9",
+            ),
+        ),
+        (
+            "domain",
+            "example-news.com",
+            ("https://www.example-news.com/a", "http://uk.news.example-news.com/b"),
+        ),
+    ],
+)
+def test_a_block_refuses_every_url_it_covers_alone_and_in_a_batch(
+    client: TestClient,
+    ingest_headers: dict[str, str],
+    engine: Engine,
+    clock: FrozenClock,
+    kind: str,
+    value: str,
+    refused: tuple[str, ...],
+) -> None:
+    with new_session(engine) as session, session.begin():
+        add_block(session=session, kind=kind, value=value, takedown_id=None, now=clock.now())
+    for url in refused:
+        response = client.post(
+            "/v1/articles", json=article_payload(source_url=url), headers=ingest_headers
+        )
+        assert response.status_code == 451, url
+    items = [article_payload(n, source_url=url) for n, url in enumerate(refused)]
+    items.append(article_payload(source_url="https://example-news.org/free"))
+    answered = client.post("/v1/articles/batch", json={"items": items}, headers=ingest_headers)
+    assert [item["status"] for item in answered.json()["items"]] == [
+        *["blocked"] * len(refused),
+        "created",
+    ]
+    listed = client.get("/v1/articles").json()["items"]
+    assert [item["attribution"]["source_url"] for item in listed] == [
+        "https://example-news.org/free"
+    ]
+
+
+def test_text_collapses_whitespace_exactly_as_the_regular_expression_did() -> None:
+    # html_to_text and plain_text split on str.isspace() where they used re.sub(r"\s+"):
+    # the same characters, every one of them.
+    code_points = [chr(n) for n in range(sys.maxunicode + 1)]
+    assert [c for c in code_points if c.isspace()] == [
+        c for c in code_points if re.fullmatch(r"\s", c)
+    ]
+    every_space = "".join(c for c in code_points if c.isspace())
+    text = f"{every_space}a{every_space}b c\u00a0d\u2003\u2003e{every_space}"
+    assert plain_text(text) == re.sub(r"\s+", " ", text).strip() == "a b c d e"
+    fragment = f"<p>{every_space}one</p><p>two&nbsp;&nbsp;<b>three</b>{every_space}</p>"
+    stripped = html.unescape(nh3.clean(fragment.replace("<", " <"), tags=set()))
+    assert html_to_text(fragment) == re.sub(r"\s+", " ", stripped).strip() == "one two three"
+
+
+def test_a_source_url_with_a_space_or_control_character_is_refused_and_no_other() -> None:
+    refused = [chr(n) for n in (*range(0x21), 0x7F)]
+    for char in refused:
+        with pytest.raises(InvalidUrl, match="contains spaces or control characters"):
+            normalise_url(f"https://example.com/a{char}b")
+    for char in ("!", "~", "\x80", "\x85", "\xa0", "\u2028", "\u3000", "é"):
+        assert normalise_url(f"https://example.com/a{char}b").startswith("https://example.com/a")

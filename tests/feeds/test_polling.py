@@ -652,15 +652,18 @@ def test_blocked_entries_are_counted_and_not_republished(
             takedown_id=None,
             now=NOW,
         )
-    feed_server.routes["/rss"] = Answer(
-        200,
-        rss([rss_item(1, host=feed_server.base), rss_item(2, host=feed_server.base)]),
-        {"Content-Type": RSS},
-    )
+    # Other spellings of the blocked URL meet its block too (on prepare_article's keys).
+    spellings = ("/news/story-2/", "/news/./story-2?utm_source=rss", "//news/%73tory-2")
+    items = [rss_item(1, host=feed_server.base), rss_item(2, host=feed_server.base)] + [
+        rss_item(n, host=feed_server.base, link=feed_server.url(path), guid=path)
+        for n, path in enumerate(spellings, start=3)
+    ]
+    feed_server.routes["/rss"] = Answer(200, rss(items), {"Content-Type": RSS})
     feed = subscribe(client, ingest_headers, feed_server.url("/rss"))
     run_feeds(engine, settings, clock)
     assert {a["title"] for a in articles(client)} == {"Story 1"}
-    assert feed_health(client, ingest_headers, feed["id"])["counts"]["entries_blocked"] == 1
+    counts = feed_health(client, ingest_headers, feed["id"])["counts"]
+    assert counts["entries_blocked"] == 1 + len(spellings)
 
 
 def test_a_feed_of_an_opted_out_publisher_pauses_until_the_block_is_lifted(
