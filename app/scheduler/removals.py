@@ -84,6 +84,15 @@ class ClaimedRemoval:
     deadline_at: datetime
 
 
+def _by_takedown(removals: Sequence[ClaimedRemoval]) -> dict[str, list[ClaimedRemoval]]:
+    """The rows grouped by takedown, the takedowns in one global order (deadline, id; a
+    takedown's rows share its deadline), so that workers take their locks in one order."""
+    groups: dict[str, list[ClaimedRemoval]] = {}
+    for removal in removals:
+        groups.setdefault(removal.takedown_id, []).append(removal)
+    return dict(sorted(groups.items(), key=lambda group: (group[1][0].deadline_at, group[0])))
+
+
 class RemovalHandler(JobHandler):
     """Carries out claimed removal rows with the takedowns domain's `carry_out` and
     `complete` (given where the app is assembled)."""
@@ -177,11 +186,9 @@ class RemovalHandler(JobHandler):
         fails, the batch's transaction moves them itself."""
         if self.start is None:
             return
-        takedown_ids = sorted({r.takedown_id: r.deadline_at for r in removals}.items(),
-                              key=lambda item: (item[1], item[0]))  # fmt: skip
         try:
             with job.transaction() as session:
-                self.start(session=session, takedown_ids=[t for t, _ in takedown_ids], now=now)
+                self.start(session=session, takedown_ids=list(_by_takedown(removals)), now=now)
         except Exception as exc:
             logger.warning("starting a removal batch's takedowns failed: %s", describe_error(exc))
 
@@ -204,20 +211,15 @@ class RemovalHandler(JobHandler):
             held = REMOVALS.finish(
                 session=session, ids=[r.id for r in removals], owner=job.owner, now=now
             )
-            by_takedown: dict[str, list[ClaimedRemoval]] = {}
-            for removal in removals:
-                if removal.id in held:
-                    by_takedown.setdefault(removal.takedown_id, []).append(removal)
-            # Takedowns in one global order (a takedown's rows share its deadline), so two
-            # workers take the takedowns' locks in the same order.
-            order = sorted(by_takedown, key=lambda t: (by_takedown[t][0].deadline_at, t))
+            batch = _by_takedown([removal for removal in removals if removal.id in held])
+            order = list(batch)
             removed = self.carry_out(
                 session=session,
-                removals={t: [r.article_id for r in by_takedown[t]] for t in order},
+                removals={t: [r.article_id for r in rows] for t, rows in batch.items()},
                 now=now,
             )
-            for takedown_id in order:
-                for removal in by_takedown[takedown_id]:
+            for takedown_id, rows in batch.items():
+                for removal in rows:
                     done_now = removal.article_id in removed[takedown_id]
                     outcomes[removal.id] = "removed" if done_now else "already_removed"
             lock_takedown_completions(session=session, takedown_ids=order)

@@ -241,13 +241,7 @@ def target_rows(*, takedown_id: str, resolution: Resolution) -> list[TakedownTar
 
 
 def targets_of(*, session: Session, takedown_id: str) -> list[TakedownTarget]:
-    return list(
-        session.scalars(
-            select(TakedownTarget)
-            .where(col(TakedownTarget.takedown_id) == takedown_id)
-            .order_by(col(TakedownTarget.position), col(TakedownTarget.id))
-        )
-    )
+    return targets_of_all(session=session, takedown_ids=[takedown_id]).get(takedown_id, [])
 
 
 def targets_of_all(
